@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs on a fresh Debian machine, from the repo's own files. Idempotent:
+# a warm machine finishes in seconds. Run as root (CI) or with sudo available.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+apt_pkgs=()
+command -v prometheus >/dev/null && command -v promtool >/dev/null || apt_pkgs+=(prometheus)
+if [ ${#apt_pkgs[@]} -gt 0 ]; then
+  echo "== apt-get install ${apt_pkgs[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}" >/dev/null
+  # The package starts a system prometheus on :9090 on some systems; tests start their own on free ports.
+  $SUDO systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+fi
+echo "== pip install -r requirements.txt"
+python3 -m pip install -q --disable-pip-version-check -r requirements.txt
+if [ -f tests/infra/build_control_plane.sh ]; then
+  echo "== Kubernetes control plane for the tests (cold: several minutes, cached after)"
+  bash tests/infra/build_control_plane.sh
+fi
