@@ -96,10 +96,10 @@ def alert_rules(th: AlertThresholds | None = None) -> list[dict[str, Any]]:
                     f"(rate(llm_request_duration_seconds_bucket{_sel(th)}[{w}])))\n> {_num(th.latency_p99_seconds)}")
     quality_expr = f"avg by ({BY}) (avg_over_time(llm_quality_score{_sel(th)}[{w}]))\n< {_num(th.quality_min)}"
     cost_now = f"sum by ({BY}) (rate(llm_cost_usd_total{_sel(th)}[{th.cost_window}]))"
-    cost_expr = (f"{cost_now}\n> {_num(th.cost_spike_factor)} * sum by ({BY}) "
-                 f"(rate(llm_cost_usd_total{_sel(th)}[{th.cost_baseline_window}] offset {th.cost_window}))")
+    cost_expr = (f"{cost_now} * 3600\n> {_num(th.cost_spike_factor)} * sum by ({BY}) "
+                 f"(rate(llm_cost_usd_total{_sel(th)}[{th.cost_baseline_window}] offset {th.cost_window})) * 3600")
     if th.cost_min_per_hour > 0:
-        cost_expr = f"({cost_expr})\nand\n{cost_now} * 3600 > {_num(th.cost_min_per_hour)}"
+        cost_expr = f"({cost_expr})\n> {_num(th.cost_min_per_hour)}"
     who = "{{ $labels.model_version }} in {{ $labels.namespace }}"
     return [
         _rule("LLMHighErrorRate", error_expr, th.error_for, "critical",
@@ -113,8 +113,8 @@ def alert_rules(th: AlertThresholds | None = None) -> list[dict[str, Any]]:
               "Mean feedback quality score is {{ $value | printf \"%.3f\" }} over the last " + w + "."),
         _rule("LLMCostSpike", cost_expr, th.cost_for, "warning",
               f"Model {who} spends more than {_num(th.cost_spike_factor)}x its usual rate",
-              "Spend rate is {{ $value | humanize }} per second over the last " + th.cost_window
-              + " (baseline: the " + th.cost_baseline_window + " before)."),
+              "Spending {{ $value | printf \"%.4g\" }} per hour over the last " + th.cost_window
+              + f", more than {_num(th.cost_spike_factor)}x the rate of the " + th.cost_baseline_window + " before."),
     ]
 
 
