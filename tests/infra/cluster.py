@@ -37,9 +37,8 @@ import secrets
 import shutil
 import ssl
 import tempfile
-import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
@@ -62,7 +61,7 @@ def _write_pki(d: Path) -> dict[str, Path]:
         return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                  serialization.NoEncryption())
 
-    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
     later = now + dt.timedelta(days=2)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "llmops-test-ca")])
@@ -156,7 +155,7 @@ class Cluster:
         self.server = ""
         self._ns_counter = 0
 
-    def __enter__(self) -> Cluster:
+    def __enter__(self) -> Self:
         try:
             self.start()
         except BaseException:
@@ -257,12 +256,9 @@ class Cluster:
 
     def _wait_http(self, what: str, url: str, ok: Any, ca: Path | None = None) -> None:
         ctx = ssl.create_default_context(cafile=str(ca)) if ca else None
-        req = urllib.request.Request(url, headers={"Authorization": f"Bearer {self.token}"})
-
-        def probe() -> bool:
-            with urllib.request.urlopen(req, timeout=2, context=ctx) as resp:  # noqa: S310
-                return bool(ok(resp.read()))
-        self._wait(probe, f"{what} ready ({url})")
+        headers = {"Authorization": f"Bearer {self.token}"}
+        self._wait(lambda: tools.http_ok(url, lambda _s, body: ok(body), headers, ctx),
+                   f"{what} ready ({url})")
 
     def _install_crds(self) -> None:
         ext = k8s.ApiextensionsV1Api(self.api_client)

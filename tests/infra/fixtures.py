@@ -18,19 +18,24 @@ Missing binaries fail under CI=true and skip (with the command to run) elsewhere
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.infra import tools
-from tests.infra.cluster import Cluster
-from tests.infra.prometheus import PrometheusServer
 
-__all__ = ["k8s_cluster", "k8s_namespace", "prometheus_server", "kubectl_bin"]
+if TYPE_CHECKING:  # heavy imports (kubernetes) only when a fixture is used
+    from tests.infra.cluster import Cluster
+    from tests.infra.prometheus import PrometheusServer
+
+__all__ = ["k8s_cluster", "k8s_namespace", "kubectl_bin", "prometheus_server"]
 
 
 @pytest.fixture(scope="session")
 def k8s_cluster() -> Iterator[Cluster]:
+    from tests.infra.cluster import Cluster
+
     bin_dir = tools.k8s_bin_dir()  # fails under CI / skips elsewhere when not built
     cluster = Cluster(bin_dir)
     try:
@@ -58,6 +63,8 @@ def kubectl_bin() -> str:
 
 @pytest.fixture
 def prometheus_server() -> Iterator[Callable[..., PrometheusServer]]:
+    from tests.infra.prometheus import PrometheusServer
+
     started: list[PrometheusServer] = []
 
     def make(targets: list[str] | tuple[str, ...] = (), **kwargs: Any) -> PrometheusServer:

@@ -20,8 +20,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Self
 
 from tests.infra import tools
 
@@ -59,7 +60,7 @@ class PrometheusServer:
             "scrape_configs": scrape + self.extra_scrape_configs,
         }
 
-    def __enter__(self) -> PrometheusServer:
+    def __enter__(self) -> Self:
         try:
             self.start()
         except BaseException:
@@ -73,7 +74,7 @@ class PrometheusServer:
     def start(self) -> None:
         self.config_path.write_text(json.dumps(self.config(), indent=2))  # JSON is valid YAML
         check = subprocess.run([self.promtool, "check", "config", str(self.config_path)],
-                               capture_output=True, text=True, timeout=60)
+                               capture_output=True, text=True, timeout=60, check=False)
         if check.returncode != 0:
             raise tools.InfraError(f"promtool check config failed:\n{check.stdout}{check.stderr}")
         self.port = tools.free_port()
@@ -93,8 +94,7 @@ class PrometheusServer:
         def ready() -> bool:
             assert self.proc is not None
             self.proc.check_alive()
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:  # noqa: S310
-                return resp.status == 200
+            return tools.http_ok(f"{self.url}/-/ready", lambda status, _b: status == 200)
         try:
             tools.wait_until(ready, self.startup_timeout, 0.2, f"prometheus ready at {self.url}")
         except TimeoutError as exc:
@@ -120,7 +120,7 @@ class PrometheusServer:
                 data = encoded.encode()
         req = urllib.request.Request(url, data=data, method=method)
         try:
-            with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+            with urllib.request.urlopen(req, timeout=10) as resp:
                 body = resp.read()
         except urllib.error.HTTPError as exc:
             body = exc.read()
@@ -188,7 +188,7 @@ class PrometheusServer:
     def check_rules(self, path: str | Path) -> None:
         """Validate a rule file with ``promtool check rules``; raises InfraError with its output."""
         res = subprocess.run([self.promtool, "check", "rules", str(path)],
-                             capture_output=True, text=True, timeout=60)
+                             capture_output=True, text=True, timeout=60, check=False)
         if res.returncode != 0:
             raise tools.InfraError(f"promtool check rules {path}:\n{res.stdout}{res.stderr}")
 

@@ -18,9 +18,10 @@ import shutil
 import socket
 import sysconfig
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -158,6 +159,21 @@ def wait_until(
             detail = f" (last error: {last_exc!r})" if last_exc else ""
             raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
         time.sleep(interval)
+
+
+def http_ok(url: str, ok: Callable[[int, bytes], bool], headers: dict[str, str] | None = None,
+            context: Any = None, timeout: float = 2.0) -> bool:
+    """GET ``url`` and apply ``ok(status, body)``; HTTP errors count as "not ok" (and are closed)."""
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
+            return bool(ok(resp.status, resp.read()))
+    except urllib.error.HTTPError as exc:
+        exc.close()  # an unclosed error response is a ResourceWarning (error under -W error)
+        return False
 
 
 def tail(path: Path, lines: int = 30) -> str:

@@ -1,3 +1,3 @@
 """Integration tests: real control plane + real Prometheus fixtures."""
 
-from tests.infra.fixtures import *  # noqa: F401,F403
+from tests.infra.fixtures import *
