@@ -290,3 +290,10 @@ def test_serve_script_bad_input_exits_2_with_the_fix(args, env_extra, message):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert message in proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+def test_a_server_that_never_started_stops_cleanly():
+    server = _server(EchoGenerator(), "v-unstarted")
+    server.stop()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{server.port}/health", timeout=5)
