@@ -25,7 +25,7 @@ def test_ruff_clean():
 
 def test_zizmor_finds_nothing_above_informational():
     targets = [p for p in ("actions", "workflows-templates", ".github/workflows") if (ROOT / p).exists()]
-    proc = subprocess.run([_tool("zizmor"), "--offline", "--min-severity", "low", *targets], cwd=ROOT,
+    proc = subprocess.run([_tool("zizmor"), "--offline", "--config", "zizmor.yml", "--min-severity", "low", *targets], cwd=ROOT,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
