@@ -1,4 +1,5 @@
-"""Text-quality metrics against references: exact match, accuracy, BLEU, chrF (sacrebleu), ROUGE-1/2/L (rouge-score).
+"""Text-quality metrics against references: exact match, accuracy, BLEU, chrF (sacrebleu), ROUGE-1/2/L (computed
+the way rouge-score does, faster).
 
 All work offline. BLEU and chrF keep sacrebleu's per-sentence sufficient statistics, so the corpus score of any
 resample is a sum of rows followed by a vectorised formula (identical to sacrebleu's ``compute_bleu`` /
@@ -198,13 +199,33 @@ class ChrF(Metric):
 # --------------------------------------------------------------------------- ROUGE
 
 
-class _WhitespaceTokenizer:
-    def tokenize(self, text: str) -> list[str]:
-        return text.lower().split()
+_NON_ALNUM = re.compile(r"[^a-z0-9]+")
+
+
+def lcs_length(a: list[str], b: list[str]) -> int:
+    """Length of the longest common subsequence, bit-parallel (Allison-Dix / Hyyro): O(len(b)) big-int steps."""
+    if not a or not b:
+        return 0
+    masks: dict[str, int] = {}
+    for i, tok in enumerate(a):
+        masks[tok] = masks.get(tok, 0) | (1 << i)
+    full = (1 << len(a)) - 1
+    v = full
+    for tok in b:
+        u = v & masks.get(tok, 0)
+        v = ((v + u) | (v - u)) & full
+    return len(a) - bin(v).count("1")
+
+
+def _f1(overlap: int, n_pred: int, n_ref: int) -> float:
+    p, r = overlap / max(n_pred, 1), overlap / max(n_ref, 1)
+    return 2 * p * r / (p + r) if p + r > 0 else 0.0
 
 
 class _Rouge(Metric):
-    """Mean per-sample ROUGE F1 (rouge-score); ``tokenizer: whitespace`` keeps non-Latin text that the default drops."""
+    """Mean per-sample ROUGE F1, computed like rouge-score (same tokenizer, n-gram and LCS definitions; the unit
+    tests compare the two) but several times faster: each text is tokenised once for all three types and the LCS
+    is bit-parallel. ``tokenizer: whitespace`` keeps non-Latin text that rouge-score's tokenizer drops."""
 
     test = "bootstrap"
     default_min_effect = 0.01
@@ -212,30 +233,52 @@ class _Rouge(Metric):
     option_defaults = {"use_stemmer": False, "tokenizer": "default"}
     rouge_type = ""
 
+    def _tokenizer(self):
+        kind = self.options["tokenizer"]
+        if kind not in ("default", "whitespace"):
+            raise UsageError(f"metric {self.name}: tokenizer must be default or whitespace, got {kind!r}")
+        stem = None
+        if self.options["use_stemmer"]:
+            from functools import lru_cache
+
+            from rouge_score.tokenizers import porter
+
+            stem = lru_cache(maxsize=65536)(porter.PorterStemmer().stem)
+        cache: dict[str, tuple[str, ...]] = {}
+
+        def tokenize(text: str) -> tuple[str, ...]:
+            if text not in cache:
+                toks = text.lower().split() if kind == "whitespace" else _NON_ALNUM.sub(" ", text.lower()).split()
+                if stem is not None:
+                    toks = [stem(t) if len(t) > 3 else t for t in toks]
+                    if kind == "default":
+                        toks = [t for t in toks if t and _NON_ALNUM.search(t) is None]
+                cache[text] = tuple(toks)
+            return cache[text]
+        return tokenize
+
     def compute(self, run: EvalRun) -> MetricValue:
         key = f"rouge:{self.options['use_stemmer']}:{self.options['tokenizer']}"
         if key not in run.cache:
-            from rouge_score import rouge_scorer
+            from collections import Counter
 
-            if self.options["tokenizer"] not in ("default", "whitespace"):
-                raise UsageError(f"metric {self.name}: tokenizer must be default or whitespace")
-            tok = _WhitespaceTokenizer() if self.options["tokenizer"] == "whitespace" else None
-            scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=bool(
-                self.options["use_stemmer"]), tokenizer=tok)
-            rows = [scorer.score(ref, pred) for pred, ref in zip(run.predictions, run.references, strict=True)]
-            run.cache[key] = {t: np.array([r[t].fmeasure for r in rows], dtype=float).reshape(-1, 1)
-                              for t in ("rouge1", "rouge2", "rougeL")}
+            tokenize = self._tokenizer()
+            r1, r2, rl = (np.zeros((len(run), 1)) for _ in range(3))
+            for i, (pred, ref) in enumerate(zip(run.predictions, run.references, strict=True)):
+                p, r = tokenize(pred), tokenize(ref)
+                r1[i, 0] = _f1(sum((Counter(p) & Counter(r)).values()), len(p), len(r))
+                p2, r2_ = list(zip(p, p[1:], strict=False)), list(zip(r, r[1:], strict=False))
+                r2[i, 0] = _f1(sum((Counter(p2) & Counter(r2_)).values()), len(p2), len(r2_))
+                rl[i, 0] = _f1(lcs_length(r, p), len(p), len(r)) if p and r else 0.0
+            run.cache[key] = {"rouge1": r1, "rouge2": r2, "rougeL": rl}
         stats = run.cache[key][self.rouge_type]
         return MetricValue(float(stats.mean()) if len(stats) else float("nan"), stats)
 
     def settings(self) -> dict[str, Any]:
-        return {"type": self.rouge_type, "f": "f1", "stem": "yes" if self.options["use_stemmer"] else "no",
-                "tok": self.options["tokenizer"]}
-
-    def library_version(self) -> str:
         from importlib.metadata import version
 
-        return "rouge-score-" + version("rouge-score")
+        return {"type": self.rouge_type, "f": "f1", "stem": "yes" if self.options["use_stemmer"] else "no",
+                "tok": self.options["tokenizer"], "compat": "rouge-score-" + version("rouge-score")}
 
 
 @register

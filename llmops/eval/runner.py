@@ -20,7 +20,7 @@ from llmops.eval.config import GateConfig
 from llmops.eval.data import EvalData
 from llmops.eval.gate import VERDICT_SCHEMA, Baseline, MetricResult, judge
 from llmops.eval.metrics import EvalRun, MetricUnavailable, get_metric
-from llmops.eval.stats import bootstrap_values, percentile_ci
+from llmops.eval.stats import bootstrap_many, percentile_ci
 
 # Computed whenever the run has what they need (timings, token counts, prices); silently skipped otherwise.
 AUTO_METRICS = ["latency_p50", "latency_p95", "latency_p99", "tokens_per_s", "output_length", "cost"]
@@ -52,10 +52,13 @@ def compute_metrics(run: EvalRun, requested: list[str], config: GateConfig) -> t
                                  "use a backend that provides it") from None
             skipped[name] = str(exc)
             continue
-        ci = None
-        if mv.stats is not None and len(run) > 1:
-            ci = percentile_ci(bootstrap_values(metric, [mv.stats], resamples=config.bootstrap, seed=config.seed)[0])
-        results[name] = MetricResult(name, metric, mv.value, len(run), mv.stats, ci, mv.extra)
+        results[name] = MetricResult(name, metric, mv.value, len(run), mv.stats, None, mv.extra)
+    with_stats = [r for r in results.values() if r.stats is not None]
+    if len(run) > 1:
+        draws = bootstrap_many([(r.metric, r.stats) for r in with_stats], resamples=config.bootstrap,
+                               seed=config.seed)
+        for res, values in zip(with_stats, draws, strict=True):
+            res.ci = percentile_ci(values)
     return results, skipped
 
 

@@ -9,6 +9,7 @@ One-sided tests, "is the candidate worse?": p is small only when the candidate i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -20,11 +21,7 @@ EXACT_BELOW = 25
 MAX_CELLS = 16_000_000
 
 
-def bootstrap_weights(n: int, resamples: int, seed: int):
-    """Yield (b, n) chunks of draw counts of ``resamples`` bootstrap resamples of n items (rows sum to n).
-
-    Deterministic for (n, resamples, seed): the chunk size depends on n and resamples only.
-    """
+def _weight_chunks(n: int, resamples: int, seed: int):
     rng = np.random.default_rng(seed)
     step = max(1, min(resamples, MAX_CELLS // max(n, 1)))
     for start in range(0, resamples, step):
@@ -34,14 +31,44 @@ def bootstrap_weights(n: int, resamples: int, seed: int):
         yield np.bincount(flat.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
 
 
-def bootstrap_values(metric, arrays: list[np.ndarray], *, resamples: int = 1000, seed: int = 0) -> list[np.ndarray]:
-    """Corpus values of each (n, k) stats array under the same B resamples: a list of (B,) arrays."""
-    n = arrays[0].shape[0]
-    parts: list[list[np.ndarray]] = [[] for _ in arrays]
+@lru_cache(maxsize=1)
+def _cached_weights(n: int, resamples: int, seed: int) -> np.ndarray:
+    return next(_weight_chunks(n, resamples, seed))
+
+
+def bootstrap_weights(n: int, resamples: int, seed: int):
+    """Yield (b, n) chunks of draw counts of ``resamples`` bootstrap resamples of n items (rows sum to n).
+
+    Deterministic for (n, resamples, seed): the chunk size depends on n and resamples only. When all resamples fit
+    in one chunk the matrix is cached, so every metric of a run reuses the same draws.
+    """
+    if n * resamples <= MAX_CELLS:
+        yield _cached_weights(n, resamples, seed)
+    else:
+        yield from _weight_chunks(n, resamples, seed)
+
+
+def bootstrap_many(items: list[tuple[object, np.ndarray]], *, resamples: int = 1000, seed: int = 0) -> list[np.ndarray]:
+    """Corpus values of several (metric, (n, k) stats) pairs under the same B resamples, one (B,) array each.
+
+    All stats are stacked column-wise so each chunk of resamples costs one matrix product for every metric.
+    """
+    if not items:
+        return []
+    n = items[0][1].shape[0]
+    stacked = np.hstack([np.asarray(stats, dtype=np.float64) for _, stats in items])
+    bounds = np.cumsum([0] + [stats.shape[1] for _, stats in items])
+    parts: list[list[np.ndarray]] = [[] for _ in items]
     for w in bootstrap_weights(n, resamples, seed):
-        for out, stats in zip(parts, arrays, strict=True):
-            out.append(metric.aggregate_weighted(w, stats))
-    return [np.concatenate(p) if p else np.zeros(0) for p in parts]
+        totals, counts = w @ stacked, w.sum(axis=1)
+        for k, (metric, _) in enumerate(items):
+            parts[k].append(metric.from_sums(totals[:, bounds[k]:bounds[k + 1]], counts))
+    return [np.concatenate(p) for p in parts]
+
+
+def bootstrap_values(metric, arrays: list[np.ndarray], *, resamples: int = 1000, seed: int = 0) -> list[np.ndarray]:
+    """Corpus values of each (n, k) stats array of one metric under the same B resamples: a list of (B,) arrays."""
+    return bootstrap_many([(metric, a) for a in arrays], resamples=resamples, seed=seed)
 
 
 def percentile_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float] | None:

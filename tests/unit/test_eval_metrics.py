@@ -96,6 +96,47 @@ def test_rouge_hand_checked():
     assert resolve_names(["rouge"]) == ["rouge1", "rouge2", "rouge_l"]
 
 
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("options", [{}, {"use_stemmer": True}, {"tokenizer": "whitespace"}])
+def test_rouge_equals_rouge_score_on_random_text(seed, options):
+    from rouge_score import rouge_scorer
+
+    rng = random.Random(seed)
+    words = "The cats running ran runs dog's mat, on a b c; d-e F g 42 42nd é running! x y".split()
+    refs = [" ".join(rng.choice(words) for _ in range(rng.randint(0, 15))) for _ in range(40)]
+    hyps = [" ".join(rng.choice(words) for _ in range(rng.randint(0, 15))) for _ in range(40)]
+
+    class Whitespace:
+        def tokenize(self, text):
+            return text.lower().split()
+
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=options.get("use_stemmer", False),
+                                      tokenizer=Whitespace() if options.get("tokenizer") == "whitespace" else None)
+    expected = [scorer.score(r, h) for h, r in zip(hyps, refs, strict=True)]
+    run = run_of(hyps, refs)
+    for ours, theirs in (("rouge1", "rouge1"), ("rouge2", "rouge2"), ("rouge_l", "rougeL")):
+        stats = get_metric(ours, **options).compute(run).stats[:, 0]
+        assert stats == pytest.approx([e[theirs].fmeasure for e in expected], abs=1e-12)
+
+
+def test_bit_parallel_lcs_equals_dynamic_programming():
+    from llmops.eval.metrics_text import lcs_length
+
+    def dp(a, b):
+        table = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+        for i in range(1, len(a) + 1):
+            for j in range(1, len(b) + 1):
+                table[i][j] = table[i - 1][j - 1] + 1 if a[i - 1] == b[j - 1] else max(table[i - 1][j],
+                                                                                        table[i][j - 1])
+        return table[-1][-1]
+
+    rng = random.Random(0)
+    for _ in range(300):
+        a = [rng.choice("abcd") for _ in range(rng.randint(0, 70))]
+        b = [rng.choice("abcd") for _ in range(rng.randint(0, 70))]
+        assert lcs_length(a, b) == dp(a, b)
+
+
 def test_rouge_whitespace_tokenizer_keeps_non_latin_text():
     run = run_of(["天空 是 蓝色"], ["天空 是 蓝色"])
     assert value("rouge1", run) == 0.0  # rouge-score's default tokenizer drops non-ASCII letters
@@ -141,7 +182,7 @@ def test_signatures_name_settings_and_library_versions():
     assert "tok:zh" in get_metric("bleu", tokenize="zh").signature()
     assert get_metric("accuracy", match="prefix").signature().startswith("norm:lower+punct+articles+whitespace|"
                                                                          "match:prefix|version:")
-    assert "version:rouge-score-" in get_metric("rouge1").signature()
+    assert "compat:rouge-score-" in get_metric("rouge1").signature()
 
 
 def test_hf_metric_without_the_evaluate_package_is_a_clear_usage_error(monkeypatch):
