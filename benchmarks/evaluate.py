@@ -98,7 +98,7 @@ def bench_metrics(args) -> dict:
     import sacrebleu
 
     from llmops.eval.config import GateConfig
-    from llmops.eval.gate import Baseline, compare
+    from llmops.eval.gate import Baseline, compare_all
     from llmops.eval.metrics import EvalRun, get_metric
     from llmops.eval.runner import compute_metrics
 
@@ -114,13 +114,11 @@ def bench_metrics(args) -> dict:
     doc = {"metrics": {k: {"value": r.value, "signature": r.metric.signature()} for k, r in base_results.items()}}
     baseline = Baseline("bench", doc, ids, {k: r.stats for k, r in base_results.items()})
     started = time.perf_counter()
-    for name in names:
-        compare(results[name], ids, config, baseline)
+    compare_all(results, ids, config, baseline)
     compare_s = time.perf_counter() - started
 
-    from llmops.eval.stats import _cached_weights, bootstrap_values
+    from llmops.eval.stats import bootstrap_values
 
-    _cached_weights.cache_clear()  # time the resample draws too
     bleu = get_metric("bleu")
     started = time.perf_counter()
     stats = bleu.compute(EvalRun(ids, refs, cand)).stats

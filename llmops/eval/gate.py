@@ -24,7 +24,7 @@ import numpy as np
 from llmops.errors import InputError, UsageError
 from llmops.eval.config import GateConfig
 from llmops.eval.metrics import Metric
-from llmops.eval.stats import bootstrap_values, mcnemar, paired_bootstrap, percentile_ci
+from llmops.eval.stats import bootstrap_many, mcnemar, paired_bootstrap, percentile_ci
 
 VERDICT_SCHEMA = "llmops-eval-verdict/1"
 
@@ -105,9 +105,19 @@ def judge_threshold(res: MetricResult, config: GateConfig) -> tuple[str, list[st
                             f"(< min_samples {config.min_samples}) and the 95% CI reaches the threshold"]
 
 
-def compare(res: MetricResult, ids: list[str], config: GateConfig, baseline: Baseline) -> tuple[str, list[str],
-                                                                                              dict | None]:
-    """Status, reasons and the comparison record of one metric against the baseline verdict."""
+@dataclass
+class _Pending:
+    """A comparison waiting for its bootstrap draws (all metrics of a run are resampled together)."""
+
+    res: MetricResult
+    entry: dict
+    record: dict
+    cand: np.ndarray
+    base: np.ndarray
+
+
+def _prepare(res: MetricResult, ids: list[str], config: GateConfig,
+             baseline: Baseline) -> tuple[str, list[str], dict | None] | _Pending:
     entry = baseline.metrics.get(res.name)
     if not isinstance(entry, dict) or entry.get("value") is None:
         return "pass", [f"baseline has no {res.name}: not compared"], None
@@ -134,14 +144,18 @@ def compare(res: MetricResult, ids: list[str], config: GateConfig, baseline: Bas
     cand, base = res.stats[ci_idx], baseline.stats[res.name][bi_idx]
     if cand.shape[1] != base.shape[1]:
         return "inconclusive", [f"baseline stats for {res.name} have another shape: not comparable"], record
+    return _Pending(res, entry, record, cand, base)
+
+
+def _finish(p: _Pending, draws: tuple[np.ndarray, np.ndarray], config: GateConfig) -> tuple[str, list[str], dict]:
+    res, metric, record = p.res, p.res.metric, p.record
     if metric.test == "mcnemar":
-        comp = mcnemar(cand, base)
-        c_bs, b_bs = bootstrap_values(metric, [cand, base], resamples=config.bootstrap, seed=config.seed)
-        comp.ci_delta = percentile_ci(c_bs - b_bs)
+        comp = mcnemar(p.cand, p.base)
+        comp.ci_delta = percentile_ci(draws[0] - draws[1])
     else:
-        comp = paired_bootstrap(metric, cand, base, resamples=config.bootstrap, seed=config.seed)
+        comp = paired_bootstrap(metric, p.cand, p.base, draws=draws)
     record.update(comp.to_json())
-    record["value"] = entry.get("value")
+    record["value"] = p.entry.get("value")
     record["delta_all"] = record.pop("delta")
     record["delta"] = comp.delta  # on the shared samples: what the test is about
     worse_by = -comp.delta if metric.higher_is_better else comp.delta
@@ -156,6 +170,35 @@ def compare(res: MetricResult, ids: list[str], config: GateConfig, baseline: Bas
     return "pass", [f"{text}: no significant drop"], record
 
 
+def compare_all(results: dict[str, MetricResult], ids: list[str], config: GateConfig,
+                baseline: Baseline) -> dict[str, tuple[str, list[str], dict | None]]:
+    """Status, reasons and comparison record of every metric against the baseline verdict.
+
+    Comparisons over the same number of shared samples are resampled together: one set of bootstrap draws, one
+    matrix product per chunk for all metrics (the same resampled indices for candidate and baseline).
+    """
+    out: dict[str, tuple[str, list[str], dict | None]] = {}
+    pending: dict[int, list[_Pending]] = {}
+    for name, res in results.items():
+        prepared = _prepare(res, ids, config, baseline)
+        if isinstance(prepared, _Pending):
+            pending.setdefault(prepared.cand.shape[0], []).append(prepared)
+        else:
+            out[name] = prepared
+    for group in pending.values():
+        items = [(p.res.metric, arr) for p in group for arr in (p.cand, p.base)]
+        draws = bootstrap_many(items, resamples=config.bootstrap, seed=config.seed)
+        for k, p in enumerate(group):
+            out[p.res.name] = _finish(p, (draws[2 * k], draws[2 * k + 1]), config)
+    return {name: out[name] for name in results}
+
+
+def compare(res: MetricResult, ids: list[str], config: GateConfig, baseline: Baseline) -> tuple[str, list[str],
+                                                                                              dict | None]:
+    """One metric against the baseline verdict (see ``compare_all``)."""
+    return compare_all({res.name: res}, ids, config, baseline)[res.name]
+
+
 def judge(results: dict[str, MetricResult], ids: list[str], config: GateConfig,
           baseline: Baseline | None) -> tuple[str, dict[str, dict]]:
     """Overall result and, per metric, {status, reasons, threshold, baseline}. Missing metrics are errors."""
@@ -163,12 +206,13 @@ def judge(results: dict[str, MetricResult], ids: list[str], config: GateConfig,
     if missing:
         raise UsageError(f"no value for threshold metric{'s' if len(missing) > 1 else ''} {', '.join(missing)}",
                          "add the metric to --metrics, or remove its threshold")
+    compared = compare_all(results, ids, config, baseline) if baseline is not None else {}
     out: dict[str, dict] = {}
     for name, res in results.items():
         status, reasons = judge_threshold(res, config)
         record = None
-        if baseline is not None:
-            b_status, b_reasons, record = compare(res, ids, config, baseline)
+        if name in compared:
+            b_status, b_reasons, record = compared[name]
             reasons += b_reasons
             status = worst(status, b_status)
         thr = config.thresholds.get(name)

@@ -8,8 +8,8 @@ One-sided tests, "is the candidate worse?": p is small only when the candidate i
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
@@ -17,35 +17,25 @@ import numpy as np
 EXACT_BELOW = 25
 
 
-# Resample weights are built in chunks of at most this many cells, so memory stays bounded for large n.
-MAX_CELLS = 16_000_000
-
-
-def _weight_chunks(n: int, resamples: int, seed: int):
-    rng = np.random.default_rng(seed)
-    step = max(1, min(resamples, MAX_CELLS // max(n, 1)))
-    for start in range(0, resamples, step):
-        b = min(step, resamples - start)
-        idx = rng.integers(0, n, size=(b, n))
-        flat = idx + (np.arange(b) * n)[:, None]
-        yield np.bincount(flat.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
-
-
-@lru_cache(maxsize=1)
-def _cached_weights(n: int, resamples: int, seed: int) -> np.ndarray:
-    return next(_weight_chunks(n, resamples, seed))
+# Resample weights are built in chunks of at most this many cells (16 MB), reusing one buffer, so memory stays
+# bounded and cache-friendly for any n.
+MAX_CELLS = 2_000_000
 
 
 def bootstrap_weights(n: int, resamples: int, seed: int):
     """Yield (b, n) chunks of draw counts of ``resamples`` bootstrap resamples of n items (rows sum to n).
 
-    Deterministic for (n, resamples, seed): the chunk size depends on n and resamples only. When all resamples fit
-    in one chunk the matrix is cached, so every metric of a run reuses the same draws.
+    Deterministic for (n, resamples, seed). The yielded array is reused for the next chunk: use it before asking
+    for the next one.
     """
-    if n * resamples <= MAX_CELLS:
-        yield _cached_weights(n, resamples, seed)
-    else:
-        yield from _weight_chunks(n, resamples, seed)
+    rng = np.random.default_rng(seed)
+    step = max(1, min(resamples, MAX_CELLS // max(n, 1)))
+    buf = np.empty((step, n), dtype=np.float64)
+    for start in range(0, resamples, step):
+        b = min(step, resamples - start)
+        for row in range(b):
+            buf[row] = np.bincount(rng.integers(0, n, n), minlength=n)
+        yield buf[:b]
 
 
 def bootstrap_many(items: list[tuple[object, np.ndarray]], *, resamples: int = 1000, seed: int = 0) -> list[np.ndarray]:
@@ -99,15 +89,17 @@ class Comparison:
         return out
 
 
-def paired_bootstrap(metric, cand: np.ndarray, base: np.ndarray, *, resamples: int = 1000,
-                     seed: int = 0) -> Comparison:
+def paired_bootstrap(metric, cand: np.ndarray, base: np.ndarray, *, resamples: int = 1000, seed: int = 0,
+                     draws: tuple[np.ndarray, np.ndarray] | None = None) -> Comparison:
     """One-sided paired bootstrap: p = share of null resamples (deltas re-centred on 0) at least as bad as observed.
 
-    ``cand`` and ``base`` are aligned (n, k) per-sample stats of the same samples.
+    ``cand`` and ``base`` are aligned (n, k) per-sample stats of the same samples; ``draws`` are their values
+    under the same resamples when the caller has them already (``bootstrap_many``).
     """
     n = cand.shape[0]
     c_all, b_all = metric.aggregate(cand), metric.aggregate(base)
-    c_bs, b_bs = bootstrap_values(metric, [cand, base], resamples=resamples, seed=seed)
+    c_bs, b_bs = draws if draws is not None else bootstrap_values(metric, [cand, base], resamples=resamples,
+                                                                   seed=seed)
     deltas = c_bs - b_bs
     deltas = deltas[np.isfinite(deltas)]
     observed = c_all - b_all
@@ -127,8 +119,6 @@ def mcnemar(cand: np.ndarray, base: np.ndarray) -> Comparison:
     b = baseline right & candidate wrong, c = the reverse. Under H0 b ~ Binomial(b + c, 1/2). Exact binomial
     tail when b + c < EXACT_BELOW, else the continuity-corrected normal approximation (chi-square, 1 df, one-sided).
     """
-    from scipy import stats as sst
-
     cand = np.asarray(cand, dtype=float).reshape(-1) > 0.5
     base = np.asarray(base, dtype=float).reshape(-1) > 0.5
     n = len(cand)
@@ -138,8 +128,8 @@ def mcnemar(cand: np.ndarray, base: np.ndarray) -> Comparison:
     if disc == 0:
         p, test = 1.0, "mcnemar-exact"
     elif disc < EXACT_BELOW:
-        p, test = float(sst.binom.sf(b - 1, disc, 0.5)), "mcnemar-exact"  # P(X >= b)
+        p, test = sum(math.comb(disc, k) for k in range(b, disc + 1)) / 2 ** disc, "mcnemar-exact"  # P(X >= b)
     else:
-        p, test = float(sst.norm.sf((b - c - 1) / np.sqrt(disc))), "mcnemar"
+        p, test = 0.5 * math.erfc((b - c - 1) / math.sqrt(disc) / math.sqrt(2)), "mcnemar"  # normal upper tail
     cand_v, base_v = (float(cand.mean()), float(base.mean())) if n else (float("nan"), float("nan"))
     return Comparison(test, n, cand_v - base_v, p, cand_v, base_v, discordant=(b, c))

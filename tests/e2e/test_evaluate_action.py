@@ -57,6 +57,13 @@ jobs:
 """
 
 
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    from llmops.tiny_model import build_tiny_model, texts_from_jsonl
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"), texts_from_jsonl([ROOT / "examples/data/train.jsonl"]))
+
+
 def test_gate_through_act(tmp_path, tiny_model_dir):
     rows = [json.loads(line) for line in EVAL.read_text().splitlines() if line.strip()]
     good, bad = tmp_path / "good.jsonl", tmp_path / "bad.jsonl"
