@@ -4,9 +4,10 @@ Placeholders: ``{namespace}`` (regex; ``.*`` when none is given, which also matc
 ``{deployment}`` (the canary's or the stable's Deployment), ``{version}`` (its ``model_version`` label value) and
 ``{window}`` (the analysis window as a PromQL duration, e.g. ``30s``). ``{{``/``}}`` are literal braces.
 
-Metric names are the model server's (llmops.monitoring): requests/errors are counts over the window
-(``increase``) because the error-rate test needs counts, not a ratio.  Any template can be replaced from a YAML
-or JSON file (``queries:`` input) mapping a name below to PromQL; unknown names are an error.
+Metric names and the value templates are the model server's (llmops.monitoring.queries); requests and errors
+are counts over the window (``increase``) because the error-rate test needs counts, not a ratio. Any template can
+be replaced from a YAML or JSON file (``queries:`` input) mapping a name below to PromQL; unknown names are an
+error.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import re
 from pathlib import Path
 
 from llmops.errors import InputError, UsageError
+from llmops.monitoring import queries as monitoring
 
 _SEL = '{{model_version="{version}", namespace=~"{namespace}"}}'
 _ERR = '{{model_version="{version}", namespace=~"{namespace}", status="error"}}'
@@ -22,13 +24,7 @@ _ERR = '{{model_version="{version}", namespace=~"{namespace}", status="error"}}'
 DEFAULTS = {
     "requests": f"sum(increase(llm_requests_total{_SEL}[{{window}}]))",
     "errors": f"sum(increase(llm_requests_total{_ERR}[{{window}}]))",
-    "latency_p99": ("histogram_quantile(0.99, sum by (le) "
-                    f"(rate(llm_request_duration_seconds_bucket{_SEL}[{{window}}])))"),
-    "ttft_p95": ("histogram_quantile(0.95, sum by (le) "
-                 f"(rate(llm_time_to_first_token_seconds_bucket{_SEL}[{{window}}])))"),
-    "cost_per_request": (f"sum(rate(llm_cost_usd_total{_SEL}[{{window}}]))"
-                         f" / sum(rate(llm_requests_total{_SEL}[{{window}}]))"),
-    "quality": f"avg(avg_over_time(llm_quality_score{_SEL}[{{window}}]))",
+    **{name: monitoring.TEMPLATES[name] for name in ("latency_p99", "ttft_p95", "cost_per_request", "quality")},
 }
 VARIABLES = ("namespace", "deployment", "version", "window")
 _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
