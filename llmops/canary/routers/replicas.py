@@ -18,13 +18,13 @@ ORIGINAL = "llmops.dev/canary-original-replicas"
 def split(total: int, weight: int) -> tuple[int, int]:
     """(stable, canary) replicas for a canary share of ``weight`` % of ``total`` pods."""
     check_weight(weight)
-    canary = round(total * weight / 100)
+    canary = int(total * weight / 100 + 0.5)  # half up
     if weight > 0:
         canary = max(canary, 1)
-    stable = total - canary
     if weight < 100:
-        stable = max(stable, 1)
-    return stable, canary
+        canary = min(canary, max(total - 1, 1))
+        return max(total - canary, 1), canary
+    return 0, total
 
 
 def effective_weight(stable: int, canary: int) -> int:
