@@ -55,8 +55,9 @@ def api_error(exc: Any, what: str, server: str = "") -> Exception:
         return UsageError(f"{what}: the API server rejected the credentials (401 Unauthorized)",
                           "refresh the kubeconfig's token or client certificate")
     if status == 403:
+        from llmops.k8s.rbac import describe
         return UsageError(f"{what}: forbidden (403): {message}",
-                          "grant this verb to the CI service account's Role (see deploy/rbac.yaml)")
+                          f"bind the CI service account to the Role in deploy/rbac.yaml ({describe()})")
     if status == 404:
         return NotFound(f"{what}: not found ({message})")
     if status == 409:

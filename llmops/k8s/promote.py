@@ -187,7 +187,8 @@ def promote(kube: Kube, opts: Options, out: Outcome) -> Outcome:
 def _cause(exc: BaseException) -> str:
     if isinstance(exc, KeyboardInterrupt):
         return "the step was cancelled"
-    return exc.message if isinstance(exc, LLMOpsError) else f"{type(exc).__name__}: {exc}"
+    text = exc.message if isinstance(exc, LLMOpsError) else f"{type(exc).__name__}: {exc}"
+    return text.rstrip(". ")
 
 
 def _undo_after_failure(kube: Kube, opts: Options, out: Outcome, before: int, exc: BaseException) -> None:
