@@ -33,9 +33,11 @@ def deployment(name: str, image: str, *, replicas: int = 2, deadline: int = 600,
 class ModelServer:
     """A local stand-in for the model server's HTTP API whose health a test can turn off (the pods are not real)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_get: Any = None) -> None:
         self.healthy = True
+        self.down: set[str] = set()  # paths answering 503 (e.g. /health/green)
         self.hits = 0
+        self.on_get = on_get  # called with the path before each GET is answered
         state = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -52,8 +54,11 @@ class ModelServer:
 
             def do_GET(self) -> None:  # noqa: N802
                 state.hits += 1
+                if state.on_get:
+                    state.on_get(self.path)
                 if self.path.startswith("/health"):
-                    self._send(200 if state.healthy else 503, {"status": "ok" if state.healthy else "loading"})
+                    ok = state.healthy and self.path not in state.down
+                    self._send(200 if ok else 503, {"status": "ok" if ok else "loading"})
                 else:
                     self._send(404, {"error": "not found"})
 
