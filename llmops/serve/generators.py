@@ -32,6 +32,8 @@ def read_model_info(model_dir: str | Path | None, *, version: str | None = None,
                     warn: Any = None) -> ModelInfo:
     """Version and name for a model folder: flags win, then ``llmops-model.json``, then the folder name.
 
+    Without a folder (echo mode) the version defaults to ``echo`` and the name to the version.
+
     The JSON file is read defensively: missing, unreadable or malformed files fall back (``warn(message)`` is
     called so the operator sees why), since a server that cannot start over a metadata file helps nobody.
     """
@@ -52,7 +54,8 @@ def read_model_info(model_dir: str | Path | None, *, version: str | None = None,
     file_name = details.get("model_name") or details.get("name")
     resolved_version = version or (str(file_version) if isinstance(file_version, (str, int)) and str(file_version)
                                    else fallback)
-    resolved_name = name or (str(file_name) if isinstance(file_name, str) and file_name else fallback)
+    resolved_name = name or (str(file_name) if isinstance(file_name, str) and file_name
+                             else fallback if folder is not None else resolved_version)
     return ModelInfo(version=resolved_version, name=resolved_name, path=str(folder) if folder else None,
                      details=details)
 

@@ -107,7 +107,8 @@ class ModelServer:
                               "check the model folder loads with transformers' AutoModelForCausalLM")
 
     def stop(self) -> None:
-        self.httpd.shutdown()
+        if self._threads:  # shutdown() waits for serve_forever, so only call it once that was started
+            self.httpd.shutdown()
         self.httpd.server_close()
         for thread in self._threads:
             thread.join(timeout=5)
