@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--canary-service", default="", help="Service of the canary pods (default: the canary Deployment's name)")
     a("--canary-version", default="", help="model_version of the canary (default: its pod label version-label)")
     a("--stable-version", default="", help="model_version of stable (default: its pod label version-label)")
-    a("--version-label", default="version")
+    a("--version-label", default="", help="pod label with the version (default: MODEL_VERSION env)")
+    a("--container", default="", help="container to promote when the pods have several")
     a("--steps", default="5,10,25,50,75,100", help="canary weights in percent")
     a("--interval", type=duration_seconds, default=60.0, help="analysis window per step (30s, 5m)")
     a("--weight", type=gha.positive_int, default=None, help="step mode: analyse this weight instead")
@@ -74,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--prometheus-token", default="")
     a("--prometheus-timeout", type=duration_seconds, default=10.0)
     a("--kubeconfig", default="")
+    a("--kubeconfig-data", default="", help="kubeconfig content (a secret; YAML or base64)")
     a("--context", default="")
     a("--kube-timeout", type=duration_seconds, default=15.0)
     a("--min-requests", type=gha.positive_int, default=50, help="fewer canary requests in a window: wait")
@@ -114,7 +116,8 @@ def config_from(args: argparse.Namespace):
     target = Target(args.namespace, args.stable, args.canary, args.stable_service, args.canary_service, args.route)
     return CanaryConfig(target=target, provider=args.provider, mode=args.mode, interval=args.interval,
                         policy=policy, analysis=analysis, canary_version=args.canary_version,
-                        stable_version=args.stable_version, version_label=args.version_label, weight=args.weight,
+                        stable_version=args.stable_version, version_label=args.version_label,
+                        container=args.container or None, weight=args.weight,
                         restart=args.restart, rollout_timeout=args.rollout_timeout)
 
 
@@ -128,7 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     gha.mask(args.prometheus_token)
     cfg = config_from(args)
     prom = Prometheus(args.prometheus_url, timeout=args.prometheus_timeout, token=args.prometheus_token or None)
-    kube = Kube(args.kubeconfig or None, args.context or None, timeout=args.kube_timeout)
+    kube = Kube(args.kubeconfig or None, args.context or None, namespace=args.namespace,
+                kubeconfig_data=args.kubeconfig_data or None, timeout=args.kube_timeout)
     run = CanaryRun(cfg, kube, prom)
     try:
         decision = run.execute()

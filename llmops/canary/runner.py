@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from llmops.canary import state
 from llmops.canary.analysis import AnalysisConfig, Side, analyse
 from llmops.canary.decision import Decision, Policy, Progress, decide, remember
-from llmops.canary.kube import Kube, promote_stable
+from llmops.canary.kube import Kube, canary_version_of, promote_stable
 from llmops.canary.prom import Prometheus
 from llmops.canary.routers import Target, get_router
 from llmops.errors import UsageError
@@ -34,7 +34,8 @@ class CanaryConfig:
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     canary_version: str = ""
     stable_version: str = ""
-    version_label: str = "version"
+    version_label: str = ""  # pod label with the version; empty: kubectl-promote's record / MODEL_VERSION env
+    container: str | None = None
     weight: int | None = None  # step mode: analyse this weight instead of the recorded one
     restart: bool = False
     rollout_timeout: float = 300.0
@@ -42,8 +43,9 @@ class CanaryConfig:
 
 class CanaryRun:
     def __init__(self, cfg: CanaryConfig, kube: Kube, prom: Prometheus, *,
-                 sleep: Callable[[float], None] = time.sleep, log: Callable[[str], None] | None = None):
-        self.cfg, self.kube, self.prom, self.sleep = cfg, kube, prom, sleep
+                 sleep: Callable[[float], None] = time.sleep, log: Callable[[str], None] | None = None,
+                 promoter: Callable[..., dict] = promote_stable):
+        self.cfg, self.kube, self.prom, self.sleep, self.promoter = cfg, kube, prom, sleep, promoter
         self.log = log or (lambda text: print(text, file=sys.stderr, flush=True))
         self.router = get_router(cfg.provider, kube, cfg.target)  # unknown provider: UsageError, nothing touched
         self.windows: list[dict] = []
@@ -60,12 +62,12 @@ class CanaryRun:
         for role, name, given in (("canary", t.canary, self.cfg.canary_version),
                                   ("stable", t.stable, self.cfg.stable_version)):
             obj = self.kube.read_deployment(t.namespace, name)  # 404 -> exit 2 naming the Deployment
-            labels = ((obj["spec"].get("template") or {}).get("metadata") or {}).get("labels") or {}
-            found[role] = given or labels.get(self.cfg.version_label, "")
+            found[role] = given or canary_version_of(obj, self.cfg.container, self.cfg.version_label)
             if not found[role]:
-                raise UsageError(f"no {role} version: Deployment {t.namespace}/{name} has no pod label "
-                                 f"{self.cfg.version_label!r}", f"pass {role}-version (the model_version label its "
-                                 "metrics carry) or set version-label")
+                where = (f"pod label {self.cfg.version_label!r}" if self.cfg.version_label else
+                         "MODEL_VERSION env (or kubectl-promote's llmops-actions/model-version annotation)")
+                raise UsageError(f"no {role} version: Deployment {t.namespace}/{name} has no {where}",
+                                 f"pass {role}-version (the model_version label its metrics carry) or version-label")
         if found["canary"] == found["stable"]:
             raise UsageError(f"canary and stable both have version {found['canary']!r}; their metrics cannot be "
                              "told apart", "deploy the canary with its new version first")
@@ -138,8 +140,10 @@ class CanaryRun:
 
     def _promote(self) -> None:
         t = self.cfg.target
-        self.promotion = promote_stable(self.kube, t.namespace, t.stable, t.canary, timeout=self.cfg.rollout_timeout)
-        self.actions.append(f"Deployment {t.stable} now runs the canary's pods ({self.progress.canary_version})")
+        self.promotion = self.promoter(self.kube, t.namespace, t.stable, t.canary, container=self.cfg.container,
+                                       timeout=self.cfg.rollout_timeout, log=self.log)
+        self.actions.append(f"Deployment {t.stable} promoted to {self.progress.canary_version} through "
+                            f"kubectl-promote ({self.promotion.get('image')})")
         self.router.finalize()
         self.actions.append(f"{self.router.name} routing finalized (all traffic to the promoted stable)")
         self.kube.scale_deployment(t.namespace, t.canary, 0)

@@ -87,8 +87,9 @@ def deployment(name: str, version: str, replicas: int) -> dict:
     labels = {"app": "llm", "track": name}
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
             "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
-                     "template": {"metadata": {"labels": {**labels, "version": version}},
-                                  "spec": {"containers": [{"name": "server", "image": f"model:{version}"}]}}}}
+                     "template": {"metadata": {"labels": labels},
+                                  "spec": {"containers": [{"name": "server", "image": f"model:{version}",
+                                                           "env": [{"name": "MODEL_VERSION", "value": version}]}]}}}}
 
 
 class Canary:
@@ -236,7 +237,10 @@ def test_healthy_canary_is_promoted(canary_world):
     assert [w["weight"] for w in report["windows"]] == [50, 100]
     assert all(w["outcome"] == "pass" for w in report["windows"])
     stable = world.apps.read_namespaced_deployment("llm-stable", world.ns)
-    assert stable.spec.template.spec.containers[0].image == "model:v2"
+    container = stable.spec.template.spec.containers[0]  # kubectl-promote's change: image + MODEL_VERSION
+    assert container.image == "model:v2" and {e.name: e.value for e in container.env}["MODEL_VERSION"] == "v2"
+    assert stable.metadata.annotations["llmops-actions/model-version"] == "v2"
+    assert any("kubectl-promote" in a for a in report["actions"]) and report["promotion"]["previous_version"] == "v1"
     assert world.weight() == 0 and world.replicas("llm-canary") == 0 and stable.spec.replicas == 4
 
 

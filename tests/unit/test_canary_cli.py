@@ -28,7 +28,7 @@ def run(args, tmp_path, **env):
     (["--weight", "20"], "weight is for mode step"),
     (["--prometheus-url", "prometheus:9090"], "prometheus-url must start with http://"),
     (["--queries", "missing.yaml"], "cannot read queries file missing.yaml"),
-    (["--kubeconfig", "nope.yaml"], "cannot load the Kubernetes configuration"),
+    (["--kubeconfig", "nope.yaml"], "cannot read kubeconfig nope.yaml"),
 ])
 def test_bad_configuration_exits_2_with_the_fix(args, message, tmp_path):
     proc = run(BASE + args, tmp_path)
@@ -64,4 +64,4 @@ def test_unreachable_api_server_is_exit_3(tmp_path):
         "current-context: x\n")
     proc = run(BASE + ["--kubeconfig", str(kubeconfig), "--kube-timeout", "2"], tmp_path)
     assert proc.returncode == 3, proc.stdout + proc.stderr
-    assert "Kubernetes API server unreachable" in proc.stdout
+    assert "cannot reach the Kubernetes API server" in proc.stdout

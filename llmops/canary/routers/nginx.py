@@ -33,11 +33,10 @@ class NginxRouter(Router):
 
     def _read(self, name: str) -> dict | None:
         try:
-            obj = self.kube.call(f"read Ingress {self.target.namespace}/{name}", self._net().read_namespaced_ingress,
-                                 name, self.target.namespace)
+            return self.kube.call(f"read Ingress {self.target.namespace}/{name}", self._net().read_namespaced_ingress,
+                                  name, self.target.namespace)
         except NotFound:
             return None
-        return self.kube.api.sanitize_for_serialization(obj)
 
     def canary_body(self, primary: dict, weight: int = 0) -> dict:
         """The canary Ingress for a primary Ingress (a pure function, unit-tested)."""
@@ -69,7 +68,7 @@ class NginxRouter(Router):
         existing = self._read(self.canary_name)
         if existing is None:
             self.kube.call(f"create Ingress {ns}/{self.canary_name}", self._net().create_namespaced_ingress, ns,
-                           self.canary_body(primary), idempotent=False)
+                           self.canary_body(primary))
             return
         if (existing["metadata"].get("annotations") or {}).get(OWNER) != self.target.route:
             raise UsageError(f"Ingress {ns}/{self.canary_name} exists and was not created by canary-step",
