@@ -101,7 +101,17 @@ def test_prometheus_down_before_start_changes_nothing_but_is_infra():
     prom.down = True
     with pytest.raises(InfraError):
         run.execute()
-    assert replicas(kube) == (10, 0)
+    assert replicas(kube) == (10, 0) and run.actions == [] and kube.log == []
+
+
+def test_prometheus_down_when_resuming_a_canary_with_traffic_routes_it_back():
+    run, kube, _ = setup(GOOD, mode="step")
+    assert run.execute() == "continue" and replicas(kube) == (9, 1)  # left at 10 % for the next step
+    again = CanaryRun(run.cfg, kube, FakeProm(GOOD), sleep=lambda s: None, log=lambda t: None)
+    again.prom.down = True
+    with pytest.raises(InfraError):
+        again.execute()
+    assert replicas(kube) == (10, 0) and "interrupted: all traffic returned to stable" in again.actions
 
 
 def test_step_mode_analyses_one_window_and_keeps_the_weight():
