@@ -51,7 +51,6 @@ class CanaryRun:
         self.windows: list[dict] = []
         self.actions: list[str] = []
         self.progress: Progress | None = None
-        self.touched = False
         self.decision: Decision | None = None
         self.promotion: dict | None = None
         self.final_weight: int | None = None
@@ -98,11 +97,8 @@ class CanaryRun:
             self.decision = Decision("rollback", f"version {canary_version} was already rolled back; deploy a new "
                                                  "version or pass restart: true to try it again")
             return "rollback"
-        # A canary left at a weight by an earlier run (step mode, a pause) may carry traffic already.
-        self.touched = progress.phase == "progressing" and progress.windows > 0
         try:
             self.prom.check_online()  # before any traffic moves
-            self.touched = True
             self.router.reconcile()
             while True:
                 weight = self.cfg.weight if self.cfg.weight is not None else progress.weight
@@ -158,8 +154,8 @@ class CanaryRun:
     def _make_safe(self) -> None:
         """Route everything to stable and keep the progress for a re-run; never mask the original error."""
         t = self.cfg.target
-        if not self.touched:
-            return  # nothing was changed (and nothing was routed by an earlier run): nothing to undo
+        # Always, even when this run moved nothing yet: an earlier run may have left the canary at a weight, and
+        # with the replicas provider a canary that is merely up already takes a share of the requests.
         try:
             self.router.finalize()
             self.final_weight = 0

@@ -258,7 +258,8 @@ def test_prometheus_down_is_an_infrastructure_error_with_traffic_safe(canary_wor
     world = canary_world("replicas")
     proc = world.start_step(*FAST, "--interval", "8s")
     try:
-        tools.wait_until(lambda: world.weight() > 0, 60, 0.2, "the canary to get traffic")
+        # 20 % of 4 pods: stable 3, canary 1 (the canary starts with 1 of 5 pods: 20 %, before the step runs)
+        tools.wait_until(lambda: world.weight() == 25, 60, 0.2, "the step to set the first weight")
         world.prom.stop()
         out, _ = proc.communicate(timeout=120)
     finally:

@@ -96,12 +96,13 @@ def test_cancel_during_a_window_routes_to_stable():
     assert state.load(kube, "prod", "llm-canary").phase == "interrupted"
 
 
-def test_prometheus_down_before_start_changes_nothing_but_is_infra():
+def test_prometheus_down_before_start_is_infra_and_routes_to_stable():
     run, kube, prom = setup(GOOD)
     prom.down = True
     with pytest.raises(InfraError):
         run.execute()
-    assert replicas(kube) == (10, 0) and run.actions == [] and kube.log == []
+    assert replicas(kube) == (10, 0) and run.actions == ["interrupted: all traffic returned to stable"]
+    assert state.load(kube, "prod", "llm-canary").step_index == 0  # a re-run starts at the first weight
 
 
 def test_prometheus_down_when_resuming_a_canary_with_traffic_routes_it_back():
