@@ -65,11 +65,13 @@ def dedup_parts(fmt: str | None, row: dict) -> list[str]:
     return [text for _, text in walk_strings(row)]
 
 
-def dedup_text(fmt: str | None, row: dict, clean: bool = False) -> str:
-    """Normalised duplicate key; ``clean`` says the raw line held no whitespace but single spaces (fast path)."""
+def dedup_text(fmt: str | None, row: dict, line: bytes | None = None) -> str:
+    """Normalised duplicate key of a row; ``line`` (the raw JSON) lets clean rows skip the split/join."""
+    from llmops.data.fastpath import norm_field
+
     parts = dedup_parts(fmt, row)
-    if clean:
-        return "\x1f".join([p.strip() for p in parts])
+    if line is not None:
+        return "\x1f".join([norm_field(line, p) for p in parts])
     return "\x1f".join([normalize(p) for p in parts])
 
 

@@ -63,7 +63,7 @@ def line_of(out, rows: np.ndarray) -> list[tuple[str, int]]:
         skips = np.frombuffer(c.skips.tobytes(), dtype=np.uint64).astype(np.int64)
         adjusted = skips - np.arange(len(skips))
         lines[sel] = out.line_offsets[ci] + rel + 1 + np.searchsorted(adjusted, rel + 1, side="right")
-    return [(out.files[chunks[ci].file_index], line) for ci, line in zip(which.tolist(), lines.tolist())]
+    return [(out.files[chunks[ci].file_index], line) for ci, line in zip(which.tolist(), lines.tolist(), strict=True)]
 
 
 def _duplicates(out, w: _Writer, flags: np.ndarray, hashes: np.ndarray) -> dict:
@@ -85,7 +85,7 @@ def _duplicates(out, w: _Writer, flags: np.ndarray, hashes: np.ndarray) -> dict:
     for start in range(0, len(dup_rows), 65536):
         dups = line_of(out, dup_rows[start:start + 65536])
         firsts = line_of(out, first_rows[start:start + 65536])
-        for (file, line), (ffile, fline) in zip(dups, firsts):
+        for (file, line), (ffile, fline) in zip(dups, firsts, strict=True):
             where = f"line {fline}" if ffile == file else f"{ffile}:{fline}"
             w.add("duplicates", severity, f"exact duplicate of {where} (same text after whitespace normalisation)",
                   file, line)
@@ -105,7 +105,7 @@ def _outliers(out, w: _Writer, flags: np.ndarray, lengths: np.ndarray, unit: str
     severity = out.options.length_outliers
     flags[rows] |= scan.ERR if severity == "error" else scan.WARN
     typical = f"{int(np.expm1(q1))}-{int(np.expm1(q3))}"
-    for (file, line), n in zip(line_of(out, rows), lengths[rows].tolist()):
+    for (file, line), n in zip(line_of(out, rows), lengths[rows].tolist(), strict=True):
         side = "long" if n > hi else "short"
         w.add("length-outliers", severity, f"unusually {side}: {n} {unit} (typical {typical}, allowed "
               f"{max(0, int(lo))}-{int(hi)})", file, line)
@@ -119,7 +119,7 @@ def length_stats(values: np.ndarray) -> dict:
     top = int(values.max())
     edges = [0] + [2 ** k for k in range(max(1, top.bit_length()) + 1)]
     counts = np.histogram(values, bins=edges + [edges[-1] + 1])[0].tolist()
-    hist = [{"from": a, "to": b - 1, "rows": n} for a, b, n in zip(edges, edges[1:] + [edges[-1] + 1], counts) if n]
+    hist = [{"from": a, "to": b - 1, "rows": n} for a, b, n in zip(edges, edges[1:] + [edges[-1] + 1], counts, strict=True) if n]
     return {"min": int(values.min()), "p50": round(p50, 1), "p95": round(p95, 1), "p99": round(p99, 1),
             "max": top, "mean": round(float(values.mean()), 1), "histogram": hist}
 

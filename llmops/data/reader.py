@@ -114,7 +114,7 @@ def split_ranges(path: Path, parts: int) -> list[tuple[int, int]]:
             if pos > bounds[-1]:
                 bounds.append(pos)
     bounds.append(size)
-    return list(zip(bounds[:-1], bounds[1:]))
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
 class LineBlocks:

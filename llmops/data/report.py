@@ -72,7 +72,7 @@ def write_report(out: Outcome, path: str | Path) -> Path:
     with open(path, "wb") as fh:
         fh.write(head[:-2] + b',\n  "problems": [')
         first = True
-        spools = [(c.spool, off) for c, off in zip(out.chunks, out.line_offsets) if c.spool]
+        spools = [(c.spool, off) for c, off in zip(out.chunks, out.line_offsets, strict=True) if c.spool]
         spools.append((out.extra_spool, 0))
         for spool, offset in spools:
             if not os.path.exists(spool):

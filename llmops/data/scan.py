@@ -19,11 +19,13 @@ import orjson
 import xxhash
 
 from llmops.data import checks
+from llmops.data.fastpath import fast_batch, norm_field
 from llmops.data.formats import Problem, check_row
 from llmops.data.reader import LineBlocks
 
 ERR, WARN, NOKEY = 1, 2, 4
 TOKEN_BATCH = 512
+BATCH = 1024
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,7 @@ def parse_problem(raw: bytes, unterminated: bool) -> Problem:
     try:
         json.loads(text)
     except json.JSONDecodeError as exc:
-        detail = f"{exc.msg} at column {exc.colno}"
+        detail = f"{exc.msg} (column {exc.colno})"
         if unterminated:
             return Problem("$", f"truncated last line: the file ends in the middle of a row ({detail}, no final "
                            "newline); was the file cut off while writing or uploading?", check="json")
@@ -152,69 +154,62 @@ class _Sink:
             self.fh.close()
 
 
+FLAT = {"prompt-completion": ("prompt", "completion"), "text": ("text", None)}
+
+
 def scan_chunk(cfg: ScanConfig, file_index: int, start: int = 0, end: int | None = None) -> ChunkResult:
     ctx = context(cfg)
     res = ChunkResult(file_index, start)
     sink = _Sink(cfg, res)
     blocks = LineBlocks(cfg.files[file_index], start, end)
-    fmt, key_fmt, schema = cfg.fmt, cfg.key_fmt, ctx.schema
-    is_valid = schema.is_valid if schema else None
-    check_empty, empty_sev = cfg.empty != "off", cfg.empty
-    loads, decode_error, hash64 = orjson.loads, orjson.JSONDecodeError, xxhash.xxh3_64_intdigest
+    is_valid = ctx.schema.is_valid if ctx.schema else None
+    loads, decode_error, hash64, norm = orjson.loads, orjson.JSONDecodeError, xxhash.xxh3_64_intdigest, norm_field
     hashes, lengths, flags, skips = res.hashes, res.lengths, res.flags, res.skips
-    token_batch: list[tuple[int, int, dict]] = []
+    # Fast path: rows with exactly the preset's string fields, none empty, valid under the schema.
+    k1, k2 = FLAT.get(cfg.key_fmt, (None, None))
+    nkeys = 1 if k2 is None else 2
+    extra = cfg.pii != "off" or ctx.eval is not None or ctx.near is not None or ctx.tokens is not None
+    state = _RowState(cfg, ctx, sink, res)
+    batch_ok = k1 is not None and not extra
     lineno = 0
     try:
-        for lines in blocks:
-            for line in lines:
-                lineno += 1
-                try:
-                    row = loads(line)
-                except decode_error:
-                    if not line.strip():
-                        skips.append(lineno)
+        for block in blocks:
+            for pos in range(0, len(block), BATCH):
+                lines = block[pos:pos + BATCH]
+                if batch_ok:
+                    got = fast_batch(lines, k1, k2, is_valid)
+                    if got is not None:
+                        hashes.extend(got[0])
+                        lengths.extend(got[1])
+                        flags.extend(bytes(len(lines)))
+                        lineno += len(lines)
                         continue
-                    flags.append(ERR | NOKEY | sink.add(lineno, parse_problem(line, not blocks.ends_with_newline)))
-                    hashes.append(0)
-                    lengths.append(0)
-                    continue
-                if type(row) is not dict:
-                    probs = [Problem("$", f"each line must be a JSON object, got {type(row).__name__}")]
-                else:
-                    probs = None
-                    if fmt == "chat" or (fmt is not None and not fits(fmt, row)):
-                        probs = check_row(fmt, row) or None
-                    if is_valid is not None and not is_valid(row):
-                        probs = (probs or []) + schema.problems(row)
-                if probs:
-                    f = NOKEY
-                    for p in probs:
-                        f |= sink.add(lineno, p)
-                    flags.append(f)
-                    hashes.append(0)
-                    lengths.append(0)
-                    continue
-                f = 0
-                if check_empty:
-                    for path in checks.empty_paths(row):
-                        f |= sink.add(lineno, Problem(path, "empty or whitespace-only text", check="empty-fields"),
-                                      empty_sev)
-                kf = key_fmt if key_fmt is not None and (fmt is not None or fits(key_fmt, row)) else None
-                text = checks.dedup_text(kf, row, line.isascii() and b"\\" not in line and b"  " not in line)
-                try:
-                    hashes.append(hash64(text.encode()))
-                except UnicodeEncodeError:
-                    hashes.append(hash64(text.encode("utf-8", "surrogatepass")))
-                lengths.append(len(text))
-                if cfg.pii != "off" or ctx.eval is not None or ctx.near is not None:
-                    f |= _optional_checks(cfg, ctx, sink, file_index, lineno, row, text, hashes[-1])
-                flags.append(f)
-                if ctx.tokens is not None:
-                    token_batch.append((len(flags) - 1, lineno, kf, row))
-                    if len(token_batch) >= TOKEN_BATCH:
-                        _count_tokens(cfg, ctx, sink, res, token_batch)
-        if token_batch:
-            _count_tokens(cfg, ctx, sink, res, token_batch)
+                for line in lines:
+                    lineno += 1
+                    try:
+                        row = loads(line)
+                    except decode_error:
+                        if not line.strip():
+                            skips.append(lineno)
+                            continue
+                        flags.append(ERR | NOKEY | sink.add(lineno, parse_problem(line, not blocks.ends_with_newline)))
+                        hashes.append(0)
+                        lengths.append(0)
+                        continue
+                    if k1 is not None and type(row) is dict and len(row) == nkeys:
+                        a = row.get(k1)
+                        b = row.get(k2) if k2 is not None else "-"
+                        if type(a) is str and type(b) is str and a and b and not a.isspace() and not b.isspace() \
+                                and (is_valid is None or is_valid(row)):
+                            text = norm(line, a) if k2 is None else norm(line, a) + "\x1f" + norm(line, b)
+                            hashes.append(hash64(text.encode()))
+                            lengths.append(len(text))
+                            flags.append(0)
+                            if extra:
+                                state.extra(file_index, lineno, cfg.key_fmt, row, text)
+                            continue
+                    state.row(file_index, lineno, line, row)
+        state.flush_tokens()
     finally:
         sink.close()
     res.lines = lineno
@@ -222,6 +217,57 @@ def scan_chunk(cfg: ScanConfig, file_index: int, start: int = 0, end: int | None
     if ctx.tokens is not None:
         res.tokens.extend([0] * (res.rows - len(res.tokens)))
     return res
+
+
+class _RowState:
+    """The general (slower) handling of one row, and the optional checks, for ``scan_chunk``."""
+
+    def __init__(self, cfg: ScanConfig, ctx: _Context, sink: _Sink, res: ChunkResult):
+        self.cfg, self.ctx, self.sink, self.res = cfg, ctx, sink, res
+        self.token_batch: list[tuple[int, int, str | None, dict]] = []
+
+    def row(self, file_index: int, lineno: int, line: bytes, row: object) -> None:
+        cfg, ctx, sink, res = self.cfg, self.ctx, self.sink, self.res
+        fmt = cfg.fmt
+        if type(row) is not dict:
+            probs = [Problem("$", f"each line must be a JSON object, got {type(row).__name__}")]
+        else:
+            probs = None
+            if fmt == "chat" or (fmt is not None and not fits(fmt, row)):
+                probs = check_row(fmt, row) or None
+            if ctx.schema is not None and not ctx.schema.is_valid(row):
+                probs = (probs or []) + ctx.schema.problems(row)
+        if probs:
+            f = NOKEY
+            for p in probs:
+                f |= sink.add(lineno, p)
+            res.flags.append(f)
+            res.hashes.append(0)
+            res.lengths.append(0)
+            return
+        f = 0
+        if cfg.empty != "off":
+            for path in checks.empty_paths(row):
+                f |= sink.add(lineno, Problem(path, "empty or whitespace-only text", check="empty-fields"), cfg.empty)
+        kf = cfg.key_fmt if cfg.key_fmt is not None and (fmt is not None or fits(cfg.key_fmt, row)) else None
+        text = checks.dedup_text(kf, row, line)
+        res.hashes.append(xxhash.xxh3_64_intdigest(text.encode()))
+        res.lengths.append(len(text))
+        res.flags.append(f)
+        self.extra(file_index, lineno, kf, row, text)
+
+    def extra(self, file_index: int, lineno: int, kf: str | None, row: dict, text: str) -> None:
+        cfg, ctx, res = self.cfg, self.ctx, self.res
+        if cfg.pii != "off" or ctx.eval is not None or ctx.near is not None:
+            res.flags[-1] |= _optional_checks(cfg, ctx, self.sink, file_index, lineno, row, text, res.hashes[-1])
+        if ctx.tokens is not None:
+            self.token_batch.append((len(res.flags) - 1, lineno, kf, row))
+            if len(self.token_batch) >= TOKEN_BATCH:
+                self.flush_tokens()
+
+    def flush_tokens(self) -> None:
+        if self.token_batch:
+            _count_tokens(self.cfg, self.ctx, self.sink, self.res, self.token_batch)
 
 
 def _optional_checks(cfg: ScanConfig, ctx: _Context, sink: _Sink, file_index: int, lineno: int, row: dict,
@@ -253,7 +299,7 @@ def _count_tokens(cfg: ScanConfig, ctx: _Context, sink: _Sink, res: ChunkResult,
     counts = ctx.tokens.count([(kf, row) for _, _, kf, row in batch])
     tokens = res.tokens
     tokens.extend([0] * (batch[-1][0] + 1 - len(tokens)))
-    for (idx, lineno, _, _), n in zip(batch, counts):
+    for (idx, lineno, _, _), n in zip(batch, counts, strict=True):
         tokens[idx] = n
         if cfg.max_tokens and n > cfg.max_tokens:
             res.flags[idx] |= sink.add(lineno, Problem("$", f"{n} tokens, over the limit of {cfg.max_tokens}",

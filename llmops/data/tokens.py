@@ -56,6 +56,6 @@ class TokenCounter:
             idx = [i for i, (_, templated) in enumerate(rendered) if templated == has_special]
             if idx:
                 enc = self.tok([rendered[i][0] for i in idx], add_special_tokens=not has_special)["input_ids"]
-                for i, ids in zip(idx, enc):
+                for i, ids in zip(idx, enc, strict=True):
                     out[i] = len(ids)
         return out

@@ -202,7 +202,7 @@ def _finish(o: Options, cfg, files, fmt, source, chunks, tmpdir) -> Outcome:
         line_offsets.append(cursor.get(c.file_index, 0))
         cursor[c.file_index] = line_offsets[-1] + c.lines
         per_file[c.file_index] += c.rows
-    for path, rows in zip(files, per_file):
+    for path, rows in zip(files, per_file, strict=True):
         if rows == 0:
             raise InputError(f"input file {path} has no rows (only blank lines)", "add JSON lines or remove it",
                              file=str(path))
@@ -210,7 +210,7 @@ def _finish(o: Options, cfg, files, fmt, source, chunks, tmpdir) -> Outcome:
                   rows=sum(per_file), chunks=chunks, line_offsets=line_offsets, counts={}, kept=[],
                   extra_spool=os.path.join(tmpdir, "dataset.jsonl"), rows_with_errors=0, rows_with_warnings=0,
                   dataset_errors=0, dataset_warnings=0, stats={}, tmpdir=tmpdir)
-    for c, off in zip(chunks, line_offsets):
+    for c, off in zip(chunks, line_offsets, strict=True):
         for key, n in c.counts.items():
             out.counts[key] = out.counts.get(key, 0) + n
         out.kept += [dict(p, line=p["line"] + off) for p in c.kept]
