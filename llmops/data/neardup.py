@@ -15,7 +15,6 @@ class NearDuplicates:
     def __init__(self, threshold: float = 0.8, num_perm: int = 64):
         from datasketch import MinHash, MinHashLSH
 
-        self._minhash = MinHash
         self.threshold = threshold
         self.num_perm = num_perm
         self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
@@ -25,7 +24,7 @@ class NearDuplicates:
     def _signature(self, text: str):
         ws = words(text)
         shingles = {" ".join(ws[i:i + SHINGLE]) for i in range(max(1, len(ws) - SHINGLE + 1))}
-        m = self._minhash(num_perm=self.num_perm, permutations=self._seed.permutations)
+        m = self._seed.copy()  # an empty MinHash sharing the permutations (works across datasketch versions)
         m.update_batch([s.encode("utf-8") for s in shingles if s])
         return m
 
