@@ -119,7 +119,8 @@ def length_stats(values: np.ndarray) -> dict:
     top = int(values.max())
     edges = [0] + [2 ** k for k in range(max(1, top.bit_length()) + 1)]
     counts = np.histogram(values, bins=edges + [edges[-1] + 1])[0].tolist()
-    hist = [{"from": a, "to": b - 1, "rows": n} for a, b, n in zip(edges, edges[1:] + [edges[-1] + 1], counts, strict=True) if n]
+    uppers = edges[1:] + [edges[-1] + 1]
+    hist = [{"from": a, "to": b - 1, "rows": n} for a, b, n in zip(edges, uppers, counts, strict=True) if n]
     return {"min": int(values.min()), "p50": round(p50, 1), "p95": round(p95, 1), "p99": round(p99, 1),
             "max": top, "mean": round(float(values.mean()), 1), "histogram": hist}
 

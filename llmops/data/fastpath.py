@@ -34,7 +34,7 @@ def norm_field(line: bytes, text: str) -> str:
     return normalize(text)
 
 
-def line_modes(lines: list[bytes]) -> list[int]:
+def line_modes(lines: list[bytes]) -> np.ndarray:
     """Per raw line: 0 = its strings hold no whitespace but single spaces (normalising is ``strip``), 1 = also
     escaped newlines, none next to a space or another newline (``replace`` then ``strip``), 2 = anything else
     (non-ASCII, other escapes, double spaces: the full split/join). Vectorised over a batch small enough for the
@@ -61,7 +61,7 @@ def line_modes(lines: list[bytes]) -> list[int]:
             modes[ones] = np.maximum(modes[ones], 1)
         for positions in bad:
             modes[np.searchsorted(ends, positions, side="right")] = 2
-    return modes.tolist()
+    return modes
 
 
 def _norm(mode: int, text: str) -> str:
@@ -93,9 +93,12 @@ def fast_batch(lines: list[bytes], k1: str, k2: str | None, is_valid) -> tuple[l
     if b is not None:
         if set(map(type, b)) != _STR or not all(b) or any(map(str.isspace, b)):
             return None
-        texts = [x.strip() + "\x1f" + y.strip() if m == 0 else _norm(m, x) + "\x1f" + _norm(m, y)
-                 for m, x, y in zip(modes, a, b, strict=True)]
+        texts = list(map("\x1f".join, zip(map(str.strip, a), map(str.strip, b), strict=True)))  # mode 0
+        for i in np.flatnonzero(modes).tolist():
+            texts[i] = _norm(modes[i], a[i]) + "\x1f" + _norm(modes[i], b[i])
     else:
-        texts = list(map(_norm, modes, a))
+        texts = list(map(str.strip, a))
+        for i in np.flatnonzero(modes).tolist():
+            texts[i] = _norm(modes[i], a[i])
     hashes = list(map(xxhash.xxh3_64_intdigest, map(str.encode, texts)))
     return hashes, list(map(len, texts))

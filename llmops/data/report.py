@@ -144,8 +144,8 @@ def summary(out: Outcome, report_path: Path) -> gha.Summary:
             s.text(f"min {stats['min']}, median {stats['p50']}, p95 {stats['p95']}, p99 {stats['p99']}, "
                    f"max {stats['max']}")
             peak = max(h["rows"] for h in stats["histogram"])
-            s.table([unit, "rows", ""], [[f"{h['from']}-{h['to']}", h["rows"], "█" * max(1, round(30 * h["rows"] / peak))]
-                                         for h in stats["histogram"]])
+            s.table([unit, "rows", ""], [[f"{h['from']}-{h['to']}", h["rows"],
+                                          "█" * max(1, round(30 * h["rows"] / peak))] for h in stats["histogram"]])
             break
     s.text(f"Full report: `{report_path}`")
     return s

@@ -61,18 +61,22 @@ def _remote_refs(node: object):
 
 
 def _check_schema(schema: object, source: str) -> None:
-    import jsonschema
-    from jsonschema.exceptions import SchemaError
+    import jsonschema_rs
 
     if not isinstance(schema, (dict, bool)):
         raise InputError(f"schema {source} must be a JSON object, got {type(schema).__name__}",
                          'start from {"type": "object", "required": [...], "properties": {...}}', file=source)
     try:
-        jsonschema.validators.validator_for(schema).check_schema(schema)
-    except SchemaError as exc:
-        where = json_path(exc.path) if exc.path else "$"
-        raise InputError(f"schema {source} is not a valid JSON Schema: {exc.message} (at {where})",
+        jsonschema_rs.meta.validate(schema)
+    except jsonschema_rs.ValidationError as exc:
+        raise InputError(f"schema {source} is not a valid JSON Schema: {exc.message} (at "
+                         f"{json_path(exc.instance_path)})",
                          "fix the schema keyword named above (see https://json-schema.org/understanding-json-schema)",
+                         file=source) from None
+    except (jsonschema_rs.ReferencingError, ValueError) as exc:  # e.g. an unknown $schema dialect
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise InputError(f"schema {source} cannot be checked: {first}",
+                         "use a standard $schema (draft 4, 6, 7, 2019-09 or 2020-12) or leave it out",
                          file=source) from None
 
 

@@ -105,7 +105,8 @@ def _precheck(path: Path) -> None:
                          file=str(path))
     if head.startswith(BOM):
         raise InputError(f"{path}: file starts with a UTF-8 byte order mark (BOM)",
-                         "save it as UTF-8 without BOM, e.g. sed -i '1s/^\\xEF\\xBB\\xBF//' FILE", file=str(path), line=1)
+                         "save it as UTF-8 without BOM, e.g. sed -i '1s/^\\xEF\\xBB\\xBF//' FILE",
+                         file=str(path), line=1)
 
 
 def _detect(files: list[Path]) -> tuple[str | None, str]:
