@@ -3,7 +3,11 @@ worker processes give the same findings and line numbers as one process, row-to-
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import orjson
 import pytest
@@ -135,3 +139,13 @@ def test_parse_problem_messages():
     assert "truncated last line" in scan.parse_problem(b'{"a": ', True).message
     assert "malformed JSON" in scan.parse_problem(b'{"a": }', False).message
     assert "not strict JSON" in scan.parse_problem(b'{"a": NaN}', False).message
+
+
+def test_benchmark_smoke_run(tmp_path):
+    """benchmarks/validate_data.py at a tiny size: it runs and prints the ratios (numbers are not asserted)."""
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "validate_data.py"), "--rows", "2000",
+                           "--seed-rows", "100", "--repeat", "1"], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONPATH=str(root)), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "ours/floor" in proc.stdout and "ours/seed" in proc.stdout and "peak RSS" in proc.stdout
