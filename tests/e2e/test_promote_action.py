@@ -7,6 +7,7 @@ from kubernetes import client as k8s
 
 from tests.e2e.actrun import run_workflow
 from tests.infra import tools
+from tests.infra.fixtures import k8s_cluster, k8s_namespace  # noqa: F401 - tests/e2e/conftest.py has no k8s fixtures
 from tests.integration.promote_helpers import deployment
 
 pytestmark = [pytest.mark.k8s, pytest.mark.act, *tools.timeout_marks(600)]
@@ -20,7 +21,8 @@ jobs:
       - uses: actions/checkout@v4
       - name: verdict from the gate
         shell: bash
-        run: echo '{"result": "pass", "reason": "bleu ok"}' > "$RUNNER_TEMP/verdict.json"
+        run: |
+          echo '{"result": "pass", "reason": "bleu ok"}' > "$RUNNER_TEMP/verdict.json"
       - id: promote
         uses: ./actions/kubectl-promote
         with:
@@ -56,7 +58,7 @@ jobs:
 """
 
 
-def test_kubectl_promote_action_under_act(tmp_path, k8s_cluster, k8s_namespace):
+def test_kubectl_promote_action_under_act(tmp_path, k8s_cluster, k8s_namespace):  # noqa: F811
     ns = k8s_namespace
     k8s.AppsV1Api(k8s_cluster.api_client).create_namespaced_deployment(
         ns, deployment("llm", "reg/llm:v1", deadline=4))
