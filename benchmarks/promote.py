@@ -17,6 +17,7 @@ Needs the control-plane binaries (bash tests/infra/build_control_plane.sh).
 from __future__ import annotations
 
 import argparse
+import random
 import re
 import statistics
 import subprocess
@@ -39,6 +40,7 @@ def _complete(obj: dict, generation: int) -> bool:
 
 
 def _poller(kube, name: str, generation: int, interval: float, stop: threading.Event, seen: dict, key: str) -> None:
+    stop.wait(random.Random(key + str(generation)).uniform(0, interval))  # a sleep loop starts at any phase
     while not stop.is_set():
         if _complete(read_deployment(kube, name), generation):
             seen[key] = time.perf_counter()
