@@ -76,6 +76,7 @@ class TargetLock:
         self.holder = holder or default_holder()
         self.clock, self.sleep = clock, sleep
         self.held = False
+        self._value = ""
 
     @property
     def where(self) -> str:
@@ -92,13 +93,15 @@ class TargetLock:
         return self.kube.call(fn, self.name, self.kube.namespace, body, retry=False, _content_type=MERGE,
                               what=f"lock {self.where}")
 
-    def acquire(self) -> None:
+    def acquire(self, first: dict | None = None) -> dict:
+        """Take the lock; returns the object as written (so the caller needs no re-read). ``first``: an object just
+        read, used for the first attempt."""
         from kubernetes.client.exceptions import ApiException
 
         give_up = self.clock() + self.wait
         attempt = 0
         while True:
-            obj = self._read()
+            obj, first = first or self._read(), None
             current = Holder.parse((obj["metadata"].get("annotations") or {}).get(LOCK))
             now = self.clock()
             if current and current.holder != self.holder and current.expires > now:
@@ -112,10 +115,10 @@ class TargetLock:
                 continue
             if current and current.holder != self.holder:
                 gha.warning(f"{self.where}: taking over a stale lock from {current.holder} (expired {current.until()})")
-            mine = Holder(self.holder, now + self.ttl, self.run)
+            mine = Holder(self.holder, now + self.ttl, self.run).dump()
             try:
-                self._patch({"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"],
-                                          "annotations": {LOCK: mine.dump()}}})
+                written = self._patch({"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"],
+                                                    "annotations": {LOCK: mine}}})
             except ApiException as exc:
                 if exc.status == 409:  # someone wrote in between (maybe another taker): read again
                     attempt += 1
@@ -123,21 +126,28 @@ class TargetLock:
                     continue
                 from llmops.k8s.client import api_error
                 raise api_error(exc, f"lock {self.where}", self.kube.server) from None
-            self.held = True
-            return
+            self.held, self._value = True, mine
+            return written
 
     def release(self) -> None:
-        """Remove our lock (never someone else's); failures only warn, the lock then expires by itself."""
+        """Remove our lock (never someone else's): one JSON patch that tests the annotation is still exactly ours.
+        Failures only warn; the lock then expires by itself."""
         if not self.held:
             return
+        from kubernetes.client.exceptions import ApiException
+
+        path = "/metadata/annotations/" + LOCK.replace("~", "~0").replace("/", "~1")
+        fn = self.kube.apps.patch_namespaced_deployment if self.kind == "deployment" else \
+            self.kube.core.patch_namespaced_service
 
         def attempt() -> None:
-            obj = self._read()
-            current = Holder.parse((obj["metadata"].get("annotations") or {}).get(LOCK))
-            if current is None or current.holder != self.holder:
-                return
-            self._patch({"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"],
-                                      "annotations": {LOCK: None}}})
+            try:
+                self.kube.call(fn, self.name, self.kube.namespace, [{"op": "test", "path": path, "value": self._value},
+                                                                    {"op": "remove", "path": path}],
+                               retry=False, _content_type="application/json-patch+json", what=f"unlock {self.where}")
+            except ApiException as exc:
+                if exc.status != 422:  # 422: the test failed, the lock is no longer ours (taken over or gone)
+                    raise
 
         try:
             retrying(attempt, what=f"unlock {self.where}", attempts=self.kube.attempts, server=self.kube.server)
@@ -146,7 +156,7 @@ class TargetLock:
             gha.warning(f"could not release the lock on {self.where} ({exc.message}); it expires by itself")
 
     def __enter__(self) -> TargetLock:
-        self.acquire()
+        self.obj = self.acquire()
         return self
 
     def __exit__(self, *exc: object) -> None:

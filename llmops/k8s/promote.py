@@ -112,12 +112,14 @@ def read_target(kube: Kube, name: str, kind: str = "deployment") -> dict:
 
 
 def write_change(kube: Kube, name: str, change: ChangeSpec, *, replicas: int | None = None,
-                 dry_run: bool = False) -> dict:
-    """Patch the Deployment (read-compute-write, resourceVersion-guarded, retried whole on 409/5xx)."""
+                 dry_run: bool = False, first: dict | None = None) -> dict:
+    """Patch the Deployment (read-compute-write, resourceVersion-guarded, retried whole on 409/5xx from a fresh
+    read; ``first``: an object just read, used for the first attempt)."""
     what = f"update deployment {kube.namespace}/{name}"
+    given = [first] if first else []
 
     def attempt() -> dict:
-        dep = read_deployment(kube, name)
+        dep = given.pop() if given else read_deployment(kube, name)
         patch = build_patch(dep, change, f"deployment {kube.namespace}/{name}", replicas=replicas)
         extra = {"dry_run": "All"} if dry_run else {}
         return kube.call(kube.apps.patch_namespaced_deployment, name, kube.namespace, patch, retry=False,
@@ -151,13 +153,14 @@ def promote(kube: Kube, opts: Options, out: Outcome) -> Outcome:
     pick_container(dep["spec"]["template"], opts.change.container, where)
     out.previous_version, out.new_version = current_version(dep, opts.change.container), opts.change.new_version
     if opts.dry_run:
-        after = write_change(kube, name, opts.change, dry_run=True)
+        after = write_change(kube, name, opts.change, dry_run=True, first=dep)
         out.diff, out.result, out.revision = diff_text(dep, after, where), "dry-run", str(revision(dep))
         out.step("dry-run", "server-side dry run accepted the change; nothing was written")
         return out
-    with TargetLock(kube, "deployment", name, ttl=opts.ttl, wait=opts.lock_wait, run=opts.change.run_url):
+    lock = TargetLock(kube, "deployment", name, ttl=opts.ttl, wait=opts.lock_wait, run=opts.change.run_url)
+    dep = lock.acquire(first=dep)
+    try:
         out.step("lock", f"took the lock on {where}")
-        dep = read_deployment(kube, name)
         before = revision(dep)
         out.previous_version = current_version(dep, opts.change.container)
         if apply_to_template(dep["spec"]["template"], opts.change, where) == dep["spec"]["template"]:
@@ -168,7 +171,7 @@ def promote(kube: Kube, opts: Options, out: Outcome) -> Outcome:
                 out.step("health", f"{opts.health.url} healthy")
             out.result = "pass"
             return out
-        updated = write_change(kube, name, opts.change)
+        updated = write_change(kube, name, opts.change, first=dep)
         out.step("change", f"{where}: {out.previous_version} -> {out.new_version} (was revision {before})")
         try:
             final = wait_for_rollout(kube, name, timeout=opts.timeout, start=updated, on_progress=opts.log)
@@ -180,6 +183,8 @@ def promote(kube: Kube, opts: Options, out: Outcome) -> Outcome:
         except BaseException as exc:  # noqa: BLE001 - anything after the change (cancel included) is undone
             _undo_after_failure(kube, opts, out, before, exc)
             raise
+    finally:
+        lock.release()
     out.result = "pass"
     return out
 

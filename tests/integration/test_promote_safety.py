@@ -129,16 +129,20 @@ def test_a_real_409_conflict_is_retried_from_a_fresh_read(k8s_cluster, k8s_names
     assert dep.spec.template.spec.containers[0].image == "reg/llm:v2"
 
 
-def _rbac_kubeconfig(cluster, ns, tmp_path: Path) -> str:
+def _ci_token(cluster, ns) -> str:
+    """Create deploy/rbac.yaml's ServiceAccount/Role/RoleBinding in ``ns`` and return a token of that account."""
     core, rbac = k8s.CoreV1Api(cluster.api_client), k8s.RbacAuthorizationV1Api(cluster.api_client)
     for doc in yaml.safe_load_all((ROOT / "deploy" / "rbac.yaml").read_text()):
         create = {"ServiceAccount": core.create_namespaced_service_account, "Role": rbac.create_namespaced_role,
                   "RoleBinding": rbac.create_namespaced_role_binding}[doc["kind"]]
         create(ns, doc)
-    token = core.create_namespaced_service_account_token(
+    return core.create_namespaced_service_account_token(
         "llmops-promoter", ns, {"spec": {"expirationSeconds": 3600}}).status.token
+
+
+def _rbac_kubeconfig(cluster, ns, tmp_path: Path) -> str:
     admin = yaml.safe_load(Path(cluster.kubeconfig).read_text())
-    admin["users"] = [{"name": "admin", "user": {"token": token}}]
+    admin["users"] = [{"name": "admin", "user": {"token": _ci_token(cluster, ns)}}]
     path = tmp_path / "ci-kubeconfig"
     path.write_text(yaml.safe_dump(admin))
     return str(path)
@@ -202,3 +206,31 @@ def test_library_errors_keep_their_exit_codes(k8s_cluster, k8s_namespace):
     finally:
         kube.close()
     assert out.rolled_back and kube.calls < 40
+
+
+def test_in_cluster_config_inside_a_pod(k8s_cluster, k8s_namespace, tmp_path, monkeypatch):
+    """Run from a pod: the service account token, CA and namespace files, no kubeconfig at all."""
+    from kubernetes.config import incluster_config
+
+    from llmops.k8s import client as client_mod
+
+    ns = k8s_namespace
+    _create(k8s_cluster, ns)
+    cfg = yaml.safe_load(Path(k8s_cluster.kubeconfig).read_text())
+    host, port = cfg["clusters"][0]["cluster"]["server"].rsplit("//", 1)[1].rsplit(":", 1)
+    token, ns_file = tmp_path / "token", tmp_path / "namespace"
+    token.write_text(_ci_token(k8s_cluster, ns))
+    ns_file.write_text(ns)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", host)
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", port)
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(token))
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", cfg["clusters"][0]["cluster"]["certificate-authority"])
+    monkeypatch.setattr(client_mod, "IN_CLUSTER_NS", ns_file)
+    kube = connect()
+    try:
+        assert kube.source == "in-cluster service account" and kube.namespace == ns
+        out = promote(kube, Options("llm", ChangeSpec(model_version="v2"), log=lambda m: None), Outcome())
+    finally:
+        kube.close()
+    assert out.result == "pass" and out.revision == "2"

@@ -154,6 +154,8 @@ def test_verdict_gate(tmp_path):
     with pytest.raises(CheckFailed, match="says inconclusive: too few samples"):
         require_pass(str(path), force=False)
     assert require_pass(str(path), force=True).result == "inconclusive"
+    path.write_text('{"result": "inconclusive", "on_inconclusive": "pass"}')  # the gate's own policy said go
+    assert require_pass(str(path), force=False).result == "inconclusive"
     with pytest.raises(UsageError, match="no evaluation verdict"):
         require_pass(None, force=False)
     assert require_pass(None, force=True) is None
