@@ -7,7 +7,6 @@ import pytest
 
 from tests.e2e.actrun import run_workflow
 from tests.infra import tools
-from tests.infra.fixtures import k8s_cluster, k8s_namespace, prometheus_server  # noqa: F401 - not in e2e conftest
 from tests.integration.test_canary_step import Canary
 
 pytestmark = [pytest.mark.k8s, pytest.mark.prometheus, pytest.mark.act, *tools.timeout_marks(600)]

@@ -7,7 +7,6 @@ from kubernetes import client as k8s
 
 from tests.e2e.actrun import run_workflow
 from tests.infra import tools
-from tests.infra.fixtures import k8s_cluster, k8s_namespace  # noqa: F401 - tests/e2e/conftest.py has no k8s fixtures
 from tests.integration.promote_helpers import deployment
 
 pytestmark = [pytest.mark.k8s, pytest.mark.act, *tools.timeout_marks(600)]

@@ -1,3 +1,1 @@
-"""Integration tests: real control plane + real Prometheus fixtures."""
-
-from tests.infra.fixtures import *  # noqa: F403
+"""Integration tests: real control plane + real Prometheus (fixtures from tests/conftest.py), real model servers."""
