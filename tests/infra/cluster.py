@@ -20,6 +20,12 @@ so any spec is stored as-is):
 replicaset, garbagecollector, namespace, serviceaccount.  The ServiceAccount
 admission plugin is disabled (no token controller), so pods need no token.
 
+Rollouts: the deployment controller requeues a stuck Deployment at its
+``progressDeadlineSeconds``, so tests set it small (e.g. 3) together with
+``kubelet.set_behavior(image, "unready"|"crashloop")`` and see
+``Progressing=False/ProgressDeadlineExceeded`` a few seconds later.
+Startup takes ~5 s, about 450 MiB RSS.
+
 Traps worth knowing (kubernetes Python client >= 30):
 * every ``patch_*`` call defaults to ``application/json-patch+json``; pass
   ``_content_type="application/merge-patch+json"`` or

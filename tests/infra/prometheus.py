@@ -6,6 +6,10 @@ free 127.0.0.1 port with TSDB storage in a temp dir, readiness via
 ``/-/ready``, stopping it (its own process group only), and query helpers
 over the HTTP API (stdlib only, no client library needed).
 
+Timing: Debian's Prometheus 2.42 is ready in ~0.5 s, but its scrape manager
+applies target sets on a 5 s tick, so the first sample shows up ~5-6 s after
+start; ``wait_for_value`` (default timeout 20 s) absorbs that.
+
     with PrometheusServer(["127.0.0.1:8000"]) as prom:
         prom.wait_for_value('my_metric{job="app"}', lambda v: v == 42)
 """

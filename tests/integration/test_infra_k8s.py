@@ -9,6 +9,7 @@ API HTTPRoute custom objects accept creates and JSON patches.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -149,6 +150,15 @@ def test_stalled_rollout_hits_deadline_and_undo_restores_previous(k8s_cluster, k
     assert d.spec.template.spec.containers[0].image == good
     assert d.metadata.annotations["deployment.kubernetes.io/revision"] == "3"
     tools.wait_until(lambda: pod_images(core, ns, "llm") == [(good, True)] * 2, 15, what="only v1 pods")
+
+
+def test_kubelet_ready_delay_holds_back_availability(k8s_cluster, k8s_namespace):
+    apps, ns = k8s.AppsV1Api(k8s_cluster.api_client), k8s_namespace
+    k8s_cluster.kubelet.set_behavior("registry.local/slow:", "ready", ready_delay=3.0)
+    started = time.monotonic()
+    apps.create_namespaced_deployment(ns, deployment("slow", "registry.local/slow:v1", replicas=1))
+    tools.wait_until(lambda: rollout_complete(apps, "slow", ns), 30, what="slow rollout")
+    assert time.monotonic() - started >= 3.0
 
 
 def test_service_selector_and_ingress_annotation_patches(k8s_cluster, k8s_namespace):
