@@ -100,7 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.rollback:
         change.validate()
     health = HealthSpec(args.health_url, smoke=args.smoke_test, prompt=args.smoke_prompt,
-                        budget=args.health_timeout, interval=args.health_interval) if args.health_url else None
+                        budget=args.health_timeout, interval=args.health_interval,
+                        expect_version=None if args.rollback else args.model_version) if args.health_url else None
     opts = Options(deployment=args.deployment, change=change, strategy=args.strategy, service=args.service,
                    color_label=args.color_label, timeout=args.timeout, health=health,
                    auto_rollback=not args.no_rollback, dry_run=args.dry_run, lock_wait=args.lock_wait,

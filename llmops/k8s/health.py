@@ -33,6 +33,7 @@ class HealthSpec:
     interval: float = 2.0
     request_timeout: float = 10.0
     successes: int = 1
+    expect_version: str | None = None  # /health must report this model_version (old pods may still answer)
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
@@ -75,6 +76,16 @@ def completion_problem(resp: Any) -> str | None:
     return None
 
 
+def _served_version(resp: Any) -> str | None:
+    """The model_version a /health body reports (our model server does), or None for servers that do not."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return None
+    value = body.get("model_version") if isinstance(body, dict) else None
+    return str(value) if value not in (None, "") else None
+
+
 def check_once(session: Any, spec: HealthSpec) -> tuple[str | None, bool]:
     """(problem or None, whether the server answered at all)."""
     import requests
@@ -85,6 +96,11 @@ def check_once(session: Any, spec: HealthSpec) -> tuple[str | None, bool]:
         return f"GET {spec.url}: {type(exc).__name__}: {str(exc)[:200]}", False
     if not 200 <= resp.status_code < 300:
         return f"GET {spec.url} answered {resp.status_code}: {_excerpt(resp)}", True
+    if spec.expect_version:
+        serving = _served_version(resp)
+        if serving is not None and serving != spec.expect_version:
+            return (f"GET {spec.url} reports model_version {serving!r}, expected {spec.expect_version!r} "
+                    "(the new version is not serving yet, or the URL reaches old pods)"), True
     if not spec.smoke:
         return None, True
     body: dict[str, Any] = {"prompt": spec.prompt, "max_tokens": spec.max_tokens, "temperature": 0}

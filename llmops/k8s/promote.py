@@ -12,7 +12,7 @@ import contextlib
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from llmops.errors import CheckFailed, LLMOpsError
 from llmops.k8s.change import ChangeSpec, apply_to_template, build_patch, current_version, diff_text, pick_container
@@ -241,7 +241,7 @@ def rollback(kube: Kube, opts: Options, out: Outcome) -> Outcome:
             str(revision(final)), True
         out.step("rollback", f"{where} now runs revision {restored} ({out.new_version})")
         if opts.health:
-            wait_healthy(opts.health, log=opts.log)
+            wait_healthy(replace(opts.health, expect_version=out.new_version or None), log=opts.log)
             out.step("health", f"{opts.health.url} healthy")
     out.result = "pass"
     return out

@@ -7,80 +7,17 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import requests
 
 from tests.infra import tools
+from tests.infra.traffic import EchoServer, Splitter
 
 pytestmark = [pytest.mark.k8s, pytest.mark.prometheus, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class EchoServer:
-    def __init__(self, tmp: Path, version: str, faults: dict[str, str]):
-        self.port = tools.free_port()
-        env = {**os.environ, "PYTHONPATH": str(ROOT), **faults}
-        argv = [sys.executable, str(ROOT / "scripts" / "serve.py"), "--echo", "--model-version", version,
-                "--port", str(self.port)]
-        self.proc = tools.ManagedProcess(f"serve-{version}", argv, tmp / f"serve-{version}.log", env=env)
-        self.url = f"http://127.0.0.1:{self.port}"
-        tools.wait_until(lambda: self.proc.check_alive() or tools.http_ok(f"{self.url}/health",
-                                                                         lambda s, _b: s == 200),
-                         60, 0.2, f"model server {version}")
-
-
-class Splitter(threading.Thread):
-    """Sends ``rate`` requests/s, each to the canary with probability weight/100 (weight read every 0.25 s)."""
-
-    def __init__(self, read_weight: Callable[[], int], stable: str, canary: str, rate: float):
-        super().__init__(daemon=True)
-        self.read_weight, self.urls, self.rate = read_weight, {"stable": stable, "canary": canary}, rate
-        self.stopped = threading.Event()
-        self.weight = 0
-        self.weights: list[int] = []
-        self.sent = {"stable": 0, "canary": 0}
-        self.rng = random.Random(1)
-        self.lock = threading.Lock()
-
-    def run(self) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        next_read = 0.0
-        # Concurrent like real clients: a slow canary must not slow down the requests to stable.
-        with requests.Session() as session, ThreadPoolExecutor(max_workers=16) as pool:
-            while not self.stopped.is_set():
-                now = time.monotonic()
-                if now >= next_read:
-                    try:
-                        self.weight = self.read_weight()
-                    except Exception:  # noqa: BLE001 - keep the last weight while the API server is busy
-                        pass
-                    self.weights.append(self.weight)
-                    next_read = now + 0.25
-                side = "canary" if self.rng.random() * 100 < self.weight else "stable"
-                pool.submit(self._send, session, side)
-                self.stopped.wait(max(0.0, 1.0 / self.rate - (time.monotonic() - now)))
-
-    def _send(self, session: requests.Session, side: str) -> None:
-        try:
-            session.post(f"{self.urls[side]}/v1/completions", json={"prompt": "hi there", "max_tokens": 4},
-                         timeout=5).close()
-            with self.lock:
-                self.sent[side] += 1
-        except requests.RequestException:
-            pass
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self.join(timeout=10)
 
 
 def deployment(name: str, version: str, replicas: int) -> dict:
