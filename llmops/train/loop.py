@@ -89,7 +89,8 @@ class Trainer:
         import torch.nn.functional as F
 
         inputs = {k: v for k, v in batch.items() if k not in ("labels", "num_tokens")}
-        logits = self.model(**inputs).logits
+        # No KV cache: transformers only turns restarting position ids into per-sample attention without one.
+        logits = self.model(**inputs, use_cache=False).logits
         labels = batch["labels"]
         return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
                                ignore_index=data.IGNORE, reduction="sum")
