@@ -41,8 +41,7 @@ def test_missing_dataset(tmp_path, model):
 def test_rows_that_fail_the_format(tmp_path, model):
     (tmp_path / "d.jsonl").write_text('{"prompt": "a", "completion": "b"}\n{"prompt": "a", "completion": 3}\n')
     proc = run(tmp_path, "--model_name", model, "--dataset", "d.jsonl", "--output_dir", "out")
-    assert_clear(proc, "d.jsonl:2: $.completion: 'completion' must be a string", "file=d.jsonl,line=2"
-                 if os.environ.get("GITHUB_ACTIONS") else "d.jsonl:2")
+    assert_clear(proc, "d.jsonl:2: $.completion: 'completion' must be a string", "validate-data")
 
 
 def test_sequence_too_long_without_truncation(tmp_path, model):
