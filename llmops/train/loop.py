@@ -224,7 +224,7 @@ def run_training(args) -> int:
     eval_rows, eval_info = data.read_rows(args.eval_dataset, info.format, "eval dataset") \
         if args.eval_dataset else ([], None)
     resume_from = checkpoints.resolve(args.resume_from_checkpoint, ckpt_root)
-    if args.resume_from_checkpoint == "latest" and resume_from is None:
+    if args.resume_from_checkpoint == "latest" and resume_from is None and os.environ.get("RANK", "0") in ("", "0"):
         gha.annotate("notice", f"no checkpoint in {ckpt_root} yet: starting from step 0")
 
     import torch
@@ -267,7 +267,8 @@ def run_training(args) -> int:
         trainer.step, trainer.tokens_seen = state["step"], state["tokens_seen"]
         trainer.train_seconds = state.get("train_seconds", 0.0)
         history = state["log_history"]
-        gha.annotate("notice", f"resumed from {resume_from} at step {trainer.step} of {trainer.total}")
+        if acc.is_main_process:
+            gha.annotate("notice", f"resumed from {resume_from} at step {trainer.step} of {trainer.total}")
     if acc.is_main_process:
         shutil.rmtree(part, ignore_errors=True)
         part.mkdir(parents=True)

@@ -15,6 +15,7 @@ import pytest
 
 from llmops.train.metadata import read_model_metadata
 
+pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "examples/data/train.jsonl"
 COMMON = ["--max-seq-length", "64", "--batch-size", "2", "--learning-rate", "3e-3", "--lr-scheduler", "linear",
