@@ -111,7 +111,8 @@ def analyse(prom: Prometheus, cfg: AnalysisConfig, canary: Side, stable: Side, n
         lim = cfg.limits.get(name, Limits())
         if lim.enabled:
             (qc, vc), (qs, vs) = w.query(name, canary), w.query(name, stable)
-            checks.append(_value_check(name, lim, higher_worse, unit, vc, vs, {"canary": qc, "stable": qs}))
+            checks.append(_value_check(name, lim, higher_worse, unit, vc, vs, {"canary": qc, "stable": qs},
+                                       stable_idle=n_s == 0))
     for check in checks:
         if check["outcome"] == "no_data":
             check["counts_as"] = {"fail": "fail", "wait": "inconclusive", "pass": "pass"}[cfg.on_no_data]
@@ -159,6 +160,8 @@ def _error_rate_check(cfg: AnalysisConfig, lim: Limits, n_c, e_c, n_s, e_s) -> d
             if t.worse:
                 reasons.append(f"canary {t.canary_rate:.2%} vs stable {t.reference_rate:.2%} is more than "
                                f"{lim.relative:.0%} worse (p = {t.p_value:.2g})")
+        elif n_s == 0:
+            check["note"] = "stable served no requests in this window: relative limit not applied"
         elif lim.max is None:
             check.update(outcome="no_data", reason="no stable requests to compare with")
             return check
@@ -168,7 +171,9 @@ def _error_rate_check(cfg: AnalysisConfig, lim: Limits, n_c, e_c, n_s, e_s) -> d
 
 
 def _value_check(name: str, lim: Limits, higher_worse: bool, unit: str, vc: float | None, vs: float | None,
-                 promql: dict) -> dict:
+                 promql: dict, stable_idle: bool = False) -> dict:
+    """``stable_idle``: stable served nothing in the window (the canary has all traffic, e.g. at 100%): the relative
+    limit has nothing to compare with and is not applied; absolute limits still are."""
     check = {"name": name, "limits": {"max" if higher_worse else "min": lim.max, "relative": lim.relative},
              "values": {"canary": vc, "stable": vs}, "queries": promql, "unit": unit}
     if vc is None:
@@ -179,7 +184,9 @@ def _value_check(name: str, lim: Limits, higher_worse: bool, unit: str, vc: floa
         reasons.append(f"{vc:.4g}{unit} is {'above max' if higher_worse else 'below min'} {lim.max:g}{unit}")
     if lim.relative is not None:
         if vs is None:
-            if lim.max is None:
+            if stable_idle:
+                check["note"] = "stable served no requests in this window: relative limit not applied"
+            elif lim.max is None:
                 check.update(outcome="no_data", reason="no stable value to compare with")
                 return check
         else:

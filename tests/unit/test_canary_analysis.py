@@ -96,3 +96,13 @@ def test_custom_templates_file(tmp_path):
 def test_label_values_are_escaped():
     q = queries.render(queries.DEFAULTS["requests"], version='v"2', window="5s", namespace="", deployment="d")
     assert 'model_version="v\\"2"' in q and 'namespace=~".*"' in q
+
+
+def test_at_full_weight_stable_has_no_traffic_so_only_absolute_limits_apply():
+    # At 100% the stable serves nothing: relative limits have nothing to compare with (not a failure) ...
+    result, _ = run({**counts(400, 2, 0, 0), ("latency_p99", "v2"): 0.09})
+    assert result["outcome"] == "pass", result["reason"]
+    assert all("relative limit not applied" in c["note"] for c in result["checks"])
+    # ... while the absolute error-rate limit still catches a bad canary.
+    result, _ = run({**counts(400, 60, 0, 0), ("latency_p99", "v2"): 0.09})
+    assert result["outcome"] == "fail" and "above max 5.00%" in result["reason"]
