@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--strategy", choices=("rolling", "blue-green"), default="rolling")
     s.add_argument("--service", help="blue-green: the Service to switch (default: the deployment name)")
     s.add_argument("--color-label", default="color", help="blue-green: the selector label key (default color)")
+    s.add_argument("--replicas", type=gha.positive_int, default=None,
+                   help="rolling: also scale the Deployment to this many replicas (e.g. a canary left at 0)")
     s.add_argument("--scale-down-delay", type=float, default=30.0,
                    help="blue-green: seconds the old colour stays scaled (and the new one probed) after the switch")
     s.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for a rollout (default 600)")
@@ -106,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    color_label=args.color_label, timeout=args.timeout, health=health,
                    auto_rollback=not args.no_rollback, dry_run=args.dry_run, lock_wait=args.lock_wait,
                    lock_ttl=args.lock_ttl or None, scale_down_delay=args.scale_down_delay,
+                   replicas=args.replicas,
                    to_revision=args.to_revision, log=_log)
     out = Outcome()
     kube = connect(kubeconfig=args.kubeconfig, kubeconfig_data=args.kubeconfig_data, context=args.context,

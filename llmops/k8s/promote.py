@@ -40,6 +40,7 @@ class Options:
     lock_wait: float = 0.0
     lock_ttl: float | None = None
     scale_down_delay: float = 30.0
+    replicas: int | None = None  # rolling: also scale to this many (e.g. a canary Deployment left at 0)
     cancel_grace: float = 5.0
     to_revision: int = 0
     log: Callable[[str], None] = print
@@ -163,7 +164,8 @@ def promote(kube: Kube, opts: Options, out: Outcome) -> Outcome:
         out.step("lock", f"took the lock on {where}")
         before = revision(dep)
         out.previous_version = current_version(dep, opts.change.container)
-        if apply_to_template(dep["spec"]["template"], opts.change, where) == dep["spec"]["template"]:
+        same_replicas = opts.replicas is None or (dep["spec"].get("replicas") or 0) == opts.replicas
+        if same_replicas and apply_to_template(dep["spec"]["template"], opts.change, where) == dep["spec"]["template"]:
             out.revision = str(before)
             out.step("change", f"{where} already runs {out.new_version}; nothing to roll out")
             if opts.health:
@@ -171,7 +173,7 @@ def promote(kube: Kube, opts: Options, out: Outcome) -> Outcome:
                 out.step("health", f"{opts.health.url} healthy")
             out.result = "pass"
             return out
-        updated = write_change(kube, name, opts.change, first=dep)
+        updated = write_change(kube, name, opts.change, first=dep, replicas=opts.replicas)
         out.step("change", f"{where}: {out.previous_version} -> {out.new_version} (was revision {before})")
         try:
             final = wait_for_rollout(kube, name, timeout=opts.timeout, start=updated, on_progress=opts.log)
