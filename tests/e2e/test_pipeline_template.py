@@ -148,7 +148,6 @@ def world(k8s_cluster, tmp_path_factory):
     w = World(k8s_cluster, tmp_path_factory.mktemp("pipeline"))
     try:
         w.first = w.run("push", tmp_path_factory.mktemp("run-push"))
-        Path("/tmp/e2e-push.log").write_text(w.first.stdout)
         w.sha = _git(w.repo, "rev-parse", "HEAD")
         yield w
     finally:
