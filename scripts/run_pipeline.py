@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     if result["deployed"] != "true":
         print("\n    No cluster configured, so the run stopped after the quality gate. To deploy the model, add\n"
               "      --kubeconfig PATH --namespace NS --deployment NAME --health-url URL/health --endpoint URL\n"
-              "    (the Deployment runs the model server: deploy/model-server.yaml), or copy\n"
+              "    (the Deployment runs the model server: deploy/llm-server.yaml), or copy\n"
               "    workflows-templates/llm-pipeline.yml into your repository for the full staging -> canary ->\n"
               "    production pipeline.")
     gha.set_outputs({"result": "pass", "model-dir": result["model_dir"], "model-version": result["model_version"],
