@@ -18,6 +18,7 @@ from llmops.data.checks import normalize
 
 _STR = {str}
 _DICT = {dict}
+_INF = float("inf")
 _PAD = [b"", b"", b""]  # three trailing newlines: look-ahead past the last line stays in bounds
 
 
@@ -64,41 +65,49 @@ def line_modes(lines: list[bytes]) -> np.ndarray:
     return modes
 
 
-def _norm(mode: int, text: str) -> str:
-    if mode == 0:
-        return text.strip()
-    if mode == 1:
-        return text.replace("\n", " ").strip()
-    return normalize(text)
-
-
-def fast_batch(lines: list[bytes], k1: str, k2: str | None, is_valid) -> tuple[list[int], list[int]] | None:
-    """``(hashes, lengths)`` for every line of the batch, or None when any row needs the careful path."""
+def fast_batch(lines: list[bytes], k1: str, k2: str | None, is_valid,
+               limits: dict[str, tuple[int, float]] | None = None) -> tuple[list[int], list[int]] | None:
+    """``(hashes, lengths)`` for every line of the batch, or None when any row needs the careful path.
+    ``limits`` (``RowSchema.string_limits``) stands for ``is_valid`` with per-field length bounds checked with
+    ``min``/``max`` over the batch."""
     try:
         rows = list(map(orjson.loads, lines))
     except orjson.JSONDecodeError:
         return None
     if set(map(type, rows)) != _DICT or set(map(len, rows)) != {1 if k2 is None else 2}:
         return None
-    if is_valid is not None and not all(map(is_valid, rows)):
-        return None
     try:
-        a = list(map(itemgetter(k1), rows))
-        b = list(map(itemgetter(k2), rows)) if k2 is not None else None
+        cols = [list(map(itemgetter(k1), rows))] + ([list(map(itemgetter(k2), rows))] if k2 is not None else [])
     except KeyError:
         return None
-    if set(map(type, a)) != _STR or not all(a) or any(map(str.isspace, a)):
+    for key, col in zip((k1,) if k2 is None else (k1, k2), cols, strict=True):
+        if set(map(type, col)) != _STR:
+            return None
+        lo, hi = limits[key] if limits is not None else (0, _INF)
+        if (hi < _INF and max(map(len, col)) > hi) or (lo > 1 and min(map(len, col)) < lo):
+            return None
+    if limits is None and is_valid is not None and not all(map(is_valid, rows)):
         return None
     modes = line_modes(lines)
-    if b is not None:
-        if set(map(type, b)) != _STR or not all(b) or any(map(str.isspace, b)):
-            return None
-        texts = list(map("\x1f".join, zip(map(str.strip, a), map(str.strip, b), strict=True)))  # mode 0
-        for i in np.flatnonzero(modes).tolist():
-            texts[i] = _norm(modes[i], a[i]) + "\x1f" + _norm(modes[i], b[i])
-    else:
-        texts = list(map(str.strip, a))
-        for i in np.flatnonzero(modes).tolist():
-            texts[i] = _norm(modes[i], a[i])
+    norm = [_normalized(col, modes) for col in cols]
+    sizes = [list(map(len, col)) for col in norm]
+    if min(map(min, sizes)) == 0:  # an empty or whitespace-only field (str.strip and str.isspace agree)
+        return None
+    texts = list(map("\x1f".join, zip(*norm, strict=True))) if k2 is not None else norm[0]
     hashes = list(map(xxhash.xxh3_64_intdigest, map(str.encode, texts)))
     return hashes, list(map(len, texts))
+
+
+def _normalized(col: list[str], modes: np.ndarray) -> list[str]:
+    """``normalize`` of every string of a column, given the ``line_modes`` of their lines."""
+    out = list(map(str.strip, col))
+    for mode, func in ((1, _flatten), (2, normalize)):
+        idx = np.flatnonzero(modes == mode).tolist()
+        if idx:
+            for i, text in zip(idx, map(func, map(col.__getitem__, idx)), strict=True):
+                out[i] = text
+    return out
+
+
+def _flatten(text: str) -> str:
+    return text.replace("\n", " ").strip()

@@ -171,13 +171,14 @@ def scan_chunk(cfg: ScanConfig, file_index: int, start: int = 0, end: int | None
     extra = cfg.pii != "off" or ctx.eval is not None or ctx.near is not None or ctx.tokens is not None
     state = _RowState(cfg, ctx, sink, res)
     batch_ok = k1 is not None and not extra
+    limits = ctx.schema.string_limits((k1,) if k2 is None else (k1, k2)) if ctx.schema and k1 is not None else None
     lineno = 0
     try:
         for block in blocks:
             for pos in range(0, len(block), BATCH):
                 lines = block[pos:pos + BATCH]
                 if batch_ok:
-                    got = fast_batch(lines, k1, k2, is_valid)
+                    got = fast_batch(lines, k1, k2, is_valid, limits)
                     if got is not None:
                         hashes.extend(got[0])
                         lengths.extend(got[1])

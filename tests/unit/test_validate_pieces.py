@@ -149,3 +149,25 @@ def test_benchmark_smoke_run(tmp_path):
                           env=dict(os.environ, PYTHONPATH=str(root)), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "ours/floor" in proc.stdout and "ours/seed" in proc.stdout and "peak RSS" in proc.stdout
+
+
+def test_flat_schema_becomes_length_limits_that_agree_with_jsonschema(tmp_path):
+    from llmops.data.schema import load_schema
+
+    keys = ("prompt", "completion")
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"type": "object", "required": list(keys), "additionalProperties": False,
+                                "properties": {"prompt": {"type": "string", "maxLength": 5},
+                                               "completion": {"type": "string", "minLength": 3}}}))
+    schema = load_schema(path)
+    limits = schema.string_limits(keys)
+    assert limits == {"prompt": (0, 5), "completion": (3, float("inf"))}
+    for prompt, completion in (("abcde", "xyz"), ("abcdef", "xyz"), ("a", "xy"), ("é" * 5, "😀😀😀")):
+        line = orjson.dumps({"prompt": prompt, "completion": completion})
+        got = fast_batch([line], *keys, None, limits)
+        assert (got is not None) == schema.is_valid(orjson.loads(line)), (prompt, completion)
+    path.write_text(json.dumps({"type": "object", "properties": {"prompt": {"type": "string", "pattern": "^a"}}}))
+    assert load_schema(path).string_limits(keys) is None  # any other keyword: jsonschema decides, row by row
+    path.write_text(json.dumps({"type": "object", "properties": {"prompt": {"type": "string"}},
+                                "additionalProperties": False}))
+    assert load_schema(path).string_limits(keys) is None
