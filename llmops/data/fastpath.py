@@ -101,7 +101,7 @@ def fast_batch(lines: list[bytes], k1: str, k2: str | None, is_valid,
 def _normalized(col: list[str], modes: np.ndarray) -> list[str]:
     """``normalize`` of every string of a column, given the ``line_modes`` of their lines."""
     out = list(map(str.strip, col))
-    for mode, func in ((1, _flatten), (2, normalize)):
+    for mode, func in ((1, _flatten), (2, _careful)):
         idx = np.flatnonzero(modes == mode).tolist()
         if idx:
             for i, text in zip(idx, map(func, map(col.__getitem__, idx)), strict=True):
@@ -111,3 +111,12 @@ def _normalized(col: list[str], modes: np.ndarray) -> list[str]:
 
 def _flatten(text: str) -> str:
     return text.replace("\n", " ").strip()
+
+
+def _careful(text: str) -> str:
+    """``normalize`` for any text, cheap when its only whitespace besides single spaces is newlines (no printable
+    character is whitespace except the space, so a printable text with no double space needs only ``strip``)."""
+    flat = text.replace("\n", " ")
+    if flat.isprintable() and "  " not in flat:
+        return flat.strip()
+    return normalize(text)

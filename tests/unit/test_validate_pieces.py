@@ -171,3 +171,18 @@ def test_flat_schema_becomes_length_limits_that_agree_with_jsonschema(tmp_path):
     path.write_text(json.dumps({"type": "object", "properties": {"prompt": {"type": "string"}},
                                 "additionalProperties": False}))
     assert load_schema(path).string_limits(keys) is None
+
+
+def test_fast_batch_normalises_every_kind_of_line_like_the_definition():
+    from llmops.data.fastpath import _careful
+
+    rnd = random.Random(11)
+    rows = [{"prompt": "x" + _random_text(rnd) + "y", "completion": "z" + _random_text(rnd)} for _ in range(2000)]
+    for row in rows:
+        for text in row.values():
+            assert _careful(text) == checks.normalize(text), text
+    lines = [json.dumps(r, ensure_ascii=rnd.random() < 0.5).encode() for r in rows]
+    hashes, lengths = fast_batch(lines, "prompt", "completion", None)
+    expected = [checks.dedup_text("prompt-completion", r) for r in rows]
+    assert lengths == [len(t) for t in expected]
+    assert hashes == [xxhash.xxh3_64_intdigest(t.encode()) for t in expected]
