@@ -8,6 +8,7 @@ duplicate key (``checks.dedup_text``), which the tests assert.
 """
 from __future__ import annotations
 
+from itertools import chain, repeat
 from operator import itemgetter
 
 import numpy as np
@@ -90,8 +91,7 @@ def fast_batch(lines: list[bytes], k1: str, k2: str | None, is_valid,
         return None
     modes = line_modes(lines)
     norm = [_normalized(col, modes) for col in cols]
-    sizes = [list(map(len, col)) for col in norm]
-    if min(map(min, sizes)) == 0:  # an empty or whitespace-only field (str.strip and str.isspace agree)
+    if any("" in col for col in norm):  # an empty or whitespace-only field (str.strip and str.isspace agree)
         return None
     texts = list(map("\x1f".join, zip(*norm, strict=True))) if k2 is not None else norm[0]
     hashes = list(map(xxhash.xxh3_64_intdigest, map(str.encode, texts)))
@@ -101,16 +101,12 @@ def fast_batch(lines: list[bytes], k1: str, k2: str | None, is_valid,
 def _normalized(col: list[str], modes: np.ndarray) -> list[str]:
     """``normalize`` of every string of a column, given the ``line_modes`` of their lines."""
     out = list(map(str.strip, col))
-    for mode, func in ((1, _flatten), (2, _careful)):
-        idx = np.flatnonzero(modes == mode).tolist()
-        if idx:
-            for i, text in zip(idx, map(func, map(col.__getitem__, idx)), strict=True):
-                out[i] = text
+    if modes.any():
+        ones, twos = np.flatnonzero(modes == 1).tolist(), np.flatnonzero(modes == 2).tolist()
+        flat = map(str.strip, map(str.replace, map(col.__getitem__, ones), repeat("\n"), repeat(" ")))
+        for i, text in zip(ones + twos, chain(flat, map(_careful, map(col.__getitem__, twos))), strict=True):
+            out[i] = text
     return out
-
-
-def _flatten(text: str) -> str:
-    return text.replace("\n", " ").strip()
 
 
 def _careful(text: str) -> str:
