@@ -17,8 +17,6 @@ import xxhash
 
 from llmops.data.checks import normalize
 
-_STR = {str}
-_DICT = {dict}
 _INF = float("inf")
 _PAD = [b"", b"", b""]  # three trailing newlines: look-ahead past the last line stays in bounds
 
@@ -71,26 +69,27 @@ def fast_batch(lines: list[bytes], k1: str, k2: str | None, is_valid,
     """``(hashes, lengths)`` for every line of the batch, or None when any row needs the careful path.
     ``limits`` (``RowSchema.string_limits``) stands for ``is_valid`` with per-field length bounds checked with
     ``min``/``max`` over the batch."""
+    keys = (k1,) if k2 is None else (k1, k2)
     try:
         rows = list(map(orjson.loads, lines))
-    except orjson.JSONDecodeError:
-        return None
-    if set(map(type, rows)) != _DICT or set(map(len, rows)) != {1 if k2 is None else 2}:
-        return None
-    try:
-        cols = [list(map(itemgetter(k1), rows))] + ([list(map(itemgetter(k2), rows))] if k2 is not None else [])
-    except KeyError:
-        return None
-    for key, col in zip((k1,) if k2 is None else (k1, k2), cols, strict=True):
-        if set(map(type, col)) != _STR:
+        if set(map(len, rows)) != {len(keys)}:
             return None
-        lo, hi = limits[key] if limits is not None else (0, _INF)
-        if (hi < _INF and max(map(len, col)) > hi) or (lo > 1 and min(map(len, col)) < lo):
+        cols = [list(map(itemgetter(key), rows)) for key in keys]  # TypeError: a row is not an object
+        if limits is not None:
+            _, hi = min(limits.values(), key=itemgetter(1))
+            if max(map(len, lines)) > hi:  # a string is at most as long as its JSON line: only then look
+                for key, col in zip(keys, cols, strict=True):
+                    if max(map(len, col)) > limits[key][1]:
+                        return None
+            for key, col in zip(keys, cols, strict=True):
+                if limits[key][0] > 1 and min(map(len, col)) < limits[key][0]:
+                    return None
+        elif is_valid is not None and not all(map(is_valid, rows)):
             return None
-    if limits is None and is_valid is not None and not all(map(is_valid, rows)):
+        modes = line_modes(lines)
+        norm = [_normalized(col, modes) for col in cols]  # TypeError: a value is not a string
+    except (orjson.JSONDecodeError, KeyError, TypeError):
         return None
-    modes = line_modes(lines)
-    norm = [_normalized(col, modes) for col in cols]
     if any("" in col for col in norm):  # an empty or whitespace-only field (str.strip and str.isspace agree)
         return None
     texts = list(map("\x1f".join, zip(*norm, strict=True))) if k2 is not None else norm[0]

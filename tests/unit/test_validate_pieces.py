@@ -166,6 +166,11 @@ def test_flat_schema_becomes_length_limits_that_agree_with_jsonschema(tmp_path):
         line = orjson.dumps({"prompt": prompt, "completion": completion})
         got = fast_batch([line], *keys, None, limits)
         assert (got is not None) == schema.is_valid(orjson.loads(line)), (prompt, completion)
+    good = orjson.dumps({"prompt": "abc", "completion": "xyz"})
+    for bad in (b'["ab", "cd"]', b'"ab"', b"12", b'{"prompt": 1, "completion": "xyz"}',
+                b'{"prompt": ["a"], "completion": "xyz"}', b'{"prompt": "abc", "completion": null}'):
+        assert fast_batch([good, bad], *keys, None, limits) is None, bad
+        assert fast_batch([good, bad], *keys, None) is None, bad
     path.write_text(json.dumps({"type": "object", "properties": {"prompt": {"type": "string", "pattern": "^a"}}}))
     assert load_schema(path).string_limits(keys) is None  # any other keyword: jsonschema decides, row by row
     path.write_text(json.dumps({"type": "object", "properties": {"prompt": {"type": "string"}},
