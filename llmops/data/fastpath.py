@@ -18,7 +18,7 @@ import xxhash
 from llmops.data.checks import normalize
 
 _INF = float("inf")
-_PAD = [b"", b"", b""]  # three trailing newlines: look-ahead past the last line stays in bounds
+_PAD = b"\n\n\n"  # look-ahead past the last line stays in bounds
 
 
 def norm_field(line: bytes, text: str) -> str:
@@ -41,7 +41,7 @@ def line_modes(lines: list[bytes]) -> np.ndarray:
     CPU cache; backslashes are rare, so escapes are examined only where they are."""
     n = len(lines)
     modes = np.where(np.fromiter(map(bytes.isascii, lines), dtype=bool, count=n), 0, 2).astype(np.uint8)
-    buf = np.frombuffer(b"\n".join(lines + _PAD), dtype=np.uint8)
+    buf = np.frombuffer(b"".join(lines) + _PAD, dtype=np.uint8)  # lines may end with their newline or not
     even = len(buf) // 2 * 2
     bad = []
     if (buf[:even].view(np.uint16) == 0x2020).any() or (buf[1:1 + (len(buf) - 1) // 2 * 2].view(np.uint16)
@@ -50,7 +50,7 @@ def line_modes(lines: list[bytes]) -> np.ndarray:
         bad.append(np.flatnonzero(sp[:-1] & sp[1:]))
     bs = np.flatnonzero(buf == 92)
     if len(bs) or bad:
-        ends = np.cumsum(np.fromiter(map(len, lines), dtype=np.int64, count=n) + 1)
+        ends = np.cumsum(np.fromiter(map(len, lines), dtype=np.int64, count=n))
         if len(bs):
             after = buf[bs + 1]
             esc = bs[after == 110]

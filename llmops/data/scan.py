@@ -162,7 +162,7 @@ def scan_chunk(cfg: ScanConfig, file_index: int, start: int = 0, end: int | None
     ctx = context(cfg)
     res = ChunkResult(file_index, start)
     sink = _Sink(cfg, res)
-    blocks = LineBlocks(cfg.files[file_index], start, end)
+    blocks = LineBlocks(cfg.files[file_index], start, end, keep_ends=True)
     is_valid = ctx.schema.is_valid if ctx.schema else None
     loads, decode_error, hash64, norm = orjson.loads, orjson.JSONDecodeError, xxhash.xxh3_64_intdigest, norm_field
     hashes, lengths, flags, skips = res.hashes, res.lengths, res.flags, res.skips
