@@ -67,6 +67,21 @@ def test_split_ranges_cover_the_file_at_line_starts(tmp_path):
     assert lines == [b'{"text": "%d"}' % i for i in range(1000)]
 
 
+def test_line_blocks_keeping_newlines_across_block_edges(tmp_path, monkeypatch):
+    from llmops.data import reader
+
+    monkeypatch.setattr(reader, "BLOCK", 64)  # many lines cross a block edge
+    path = tmp_path / "d.jsonl"
+    data = b"".join(b'{"text": "%s"}\r\n\n' % (b"x" * (i % 90)) for i in range(300)) + b'{"text": "cut'
+    path.write_bytes(data)
+    for start, end in [(0, None)] + split_ranges(path, 3):
+        blocks = LineBlocks(path, start, end, keep_ends=True)
+        lines = [line for block in blocks for line in block]
+        assert b"".join(lines) == data[start:end]
+        assert all(line.endswith(b"\n") for line in lines[:-1]) and b"\n" not in lines[-1][:-1]
+        assert blocks.ends_with_newline == (end is not None and end < len(data))
+
+
 def test_workers_give_the_same_findings_as_one_process(tmp_path, monkeypatch):
     rnd = random.Random(3)
     out_lines = []
