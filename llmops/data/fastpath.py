@@ -8,6 +8,7 @@ duplicate key (``checks.dedup_text``), which the tests assert.
 """
 from __future__ import annotations
 
+from array import array
 from itertools import chain, repeat
 from operator import itemgetter
 
@@ -41,7 +42,7 @@ def line_modes(lines: list[bytes]) -> np.ndarray:
     CPU cache; backslashes are rare, so escapes are examined only where they are."""
     n = len(lines)
     modes = np.where(np.fromiter(map(bytes.isascii, lines), dtype=bool, count=n), 0, 2).astype(np.uint8)
-    buf = np.frombuffer(b"".join(lines) + _PAD, dtype=np.uint8)  # lines may end with their newline or not
+    buf = np.frombuffer(b"".join([*lines, _PAD]), dtype=np.uint8)  # lines may end with their newline or not
     even = len(buf) // 2 * 2
     bad = []
     if (buf[:even].view(np.uint16) == 0x2020).any() or (buf[1:1 + (len(buf) - 1) // 2 * 2].view(np.uint16)
@@ -50,7 +51,7 @@ def line_modes(lines: list[bytes]) -> np.ndarray:
         bad.append(np.flatnonzero(sp[:-1] & sp[1:]))
     bs = np.flatnonzero(buf == 92)
     if len(bs) or bad:
-        ends = np.cumsum(np.fromiter(map(len, lines), dtype=np.int64, count=n))
+        ends = np.cumsum(np.frombuffer(array("q", map(len, lines)), dtype=np.int64))
         if len(bs):
             after = buf[bs + 1]
             esc = bs[after == 110]
@@ -65,7 +66,7 @@ def line_modes(lines: list[bytes]) -> np.ndarray:
 
 
 def fast_batch(lines: list[bytes], k1: str, k2: str | None, is_valid,
-               limits: dict[str, tuple[int, float]] | None = None) -> tuple[list[int], list[int]] | None:
+               limits: dict[str, tuple[int, float]] | None = None) -> tuple[array, array] | None:
     """``(hashes, lengths)`` for every line of the batch, or None when any row needs the careful path.
     ``limits`` (``RowSchema.string_limits``) stands for ``is_valid`` with per-field length bounds checked with
     ``min``/``max`` over the batch."""
@@ -93,8 +94,7 @@ def fast_batch(lines: list[bytes], k1: str, k2: str | None, is_valid,
     if any("" in col for col in norm):  # an empty or whitespace-only field (str.strip and str.isspace agree)
         return None
     texts = list(map("\x1f".join, zip(*norm, strict=True))) if k2 is not None else norm[0]
-    hashes = list(map(xxhash.xxh3_64_intdigest, map(str.encode, texts)))
-    return hashes, list(map(len, texts))
+    return array("Q", map(xxhash.xxh3_64_intdigest, map(str.encode, texts))), array("I", map(len, texts))
 
 
 def _normalized(col: list[str], modes: np.ndarray) -> list[str]:

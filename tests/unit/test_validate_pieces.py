@@ -204,5 +204,5 @@ def test_fast_batch_normalises_every_kind_of_line_like_the_definition():
     lines = [json.dumps(r, ensure_ascii=rnd.random() < 0.5).encode() for r in rows]
     hashes, lengths = fast_batch(lines, "prompt", "completion", None)
     expected = [checks.dedup_text("prompt-completion", r) for r in rows]
-    assert lengths == [len(t) for t in expected]
-    assert hashes == [xxhash.xxh3_64_intdigest(t.encode()) for t in expected]
+    assert list(lengths) == [len(t) for t in expected]
+    assert list(hashes) == [xxhash.xxh3_64_intdigest(t.encode()) for t in expected]
