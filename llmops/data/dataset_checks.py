@@ -68,16 +68,16 @@ def line_of(out, rows: np.ndarray) -> list[tuple[str, int]]:
 
 def _duplicates(out, w: _Writer, flags: np.ndarray, hashes: np.ndarray) -> dict:
     keyed = np.flatnonzero((flags & scan.NOKEY) == 0)
-    order = np.argsort(hashes[keyed], kind="stable")
+    order = np.argsort(hashes[keyed])  # not stable (faster): the first row of each run is its smallest number
     sorted_h = hashes[keyed][order]
     starts = np.ones(len(sorted_h), dtype=bool)
     starts[1:] = sorted_h[1:] != sorted_h[:-1]
-    dup_pos = np.flatnonzero(~starts)
-    if len(dup_pos) == 0:
+    if starts.all():
         return {"duplicates": 0, "groups": 0}
-    run_first = np.maximum.accumulate(np.where(starts, np.arange(len(sorted_h)), 0))
-    dup_rows = keyed[order[dup_pos]]
-    first_rows = keyed[order[run_first[dup_pos]]]
+    rows = keyed[order]
+    run_first = np.minimum.reduceat(rows, np.flatnonzero(starts))[np.cumsum(starts) - 1]
+    dup = rows != run_first
+    dup_rows, first_rows = rows[dup], run_first[dup]
     by_row = np.argsort(dup_rows, kind="stable")
     dup_rows, first_rows = dup_rows[by_row], first_rows[by_row]
     severity = out.options.duplicates

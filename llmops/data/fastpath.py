@@ -8,6 +8,8 @@ duplicate key (``checks.dedup_text``), which the tests assert.
 """
 from __future__ import annotations
 
+from array import array
+from itertools import chain, repeat
 from operator import itemgetter
 
 import numpy as np
@@ -16,9 +18,8 @@ import xxhash
 
 from llmops.data.checks import normalize
 
-_STR = {str}
-_DICT = {dict}
-_PAD = [b"", b"", b""]  # three trailing newlines: look-ahead past the last line stays in bounds
+_INF = float("inf")
+_PAD = b"\n\n\n"  # look-ahead past the last line stays in bounds
 
 
 def norm_field(line: bytes, text: str) -> str:
@@ -41,7 +42,7 @@ def line_modes(lines: list[bytes]) -> np.ndarray:
     CPU cache; backslashes are rare, so escapes are examined only where they are."""
     n = len(lines)
     modes = np.where(np.fromiter(map(bytes.isascii, lines), dtype=bool, count=n), 0, 2).astype(np.uint8)
-    buf = np.frombuffer(b"\n".join(lines + _PAD), dtype=np.uint8)
+    buf = np.frombuffer(b"".join([*lines, _PAD]), dtype=np.uint8)  # lines may end with their newline or not
     even = len(buf) // 2 * 2
     bad = []
     if (buf[:even].view(np.uint16) == 0x2020).any() or (buf[1:1 + (len(buf) - 1) // 2 * 2].view(np.uint16)
@@ -50,7 +51,7 @@ def line_modes(lines: list[bytes]) -> np.ndarray:
         bad.append(np.flatnonzero(sp[:-1] & sp[1:]))
     bs = np.flatnonzero(buf == 92)
     if len(bs) or bad:
-        ends = np.cumsum(np.fromiter(map(len, lines), dtype=np.int64, count=n) + 1)
+        ends = np.cumsum(np.frombuffer(array("q", map(len, lines)), dtype=np.int64))
         if len(bs):
             after = buf[bs + 1]
             esc = bs[after == 110]
@@ -64,41 +65,53 @@ def line_modes(lines: list[bytes]) -> np.ndarray:
     return modes
 
 
-def _norm(mode: int, text: str) -> str:
-    if mode == 0:
-        return text.strip()
-    if mode == 1:
-        return text.replace("\n", " ").strip()
-    return normalize(text)
-
-
-def fast_batch(lines: list[bytes], k1: str, k2: str | None, is_valid) -> tuple[list[int], list[int]] | None:
-    """``(hashes, lengths)`` for every line of the batch, or None when any row needs the careful path."""
+def fast_batch(lines: list[bytes], k1: str, k2: str | None, is_valid,
+               limits: dict[str, tuple[int, float]] | None = None) -> tuple[array, array] | None:
+    """``(hashes, lengths)`` for every line of the batch, or None when any row needs the careful path.
+    ``limits`` (``RowSchema.string_limits``) stands for ``is_valid`` with per-field length bounds checked with
+    ``min``/``max`` over the batch."""
+    keys = (k1,) if k2 is None else (k1, k2)
     try:
         rows = list(map(orjson.loads, lines))
-    except orjson.JSONDecodeError:
-        return None
-    if set(map(type, rows)) != _DICT or set(map(len, rows)) != {1 if k2 is None else 2}:
-        return None
-    if is_valid is not None and not all(map(is_valid, rows)):
-        return None
-    try:
-        a = list(map(itemgetter(k1), rows))
-        b = list(map(itemgetter(k2), rows)) if k2 is not None else None
-    except KeyError:
-        return None
-    if set(map(type, a)) != _STR or not all(a) or any(map(str.isspace, a)):
-        return None
-    modes = line_modes(lines)
-    if b is not None:
-        if set(map(type, b)) != _STR or not all(b) or any(map(str.isspace, b)):
+        if set(map(len, rows)) != {len(keys)}:
             return None
-        texts = list(map("\x1f".join, zip(map(str.strip, a), map(str.strip, b), strict=True)))  # mode 0
-        for i in np.flatnonzero(modes).tolist():
-            texts[i] = _norm(modes[i], a[i]) + "\x1f" + _norm(modes[i], b[i])
-    else:
-        texts = list(map(str.strip, a))
-        for i in np.flatnonzero(modes).tolist():
-            texts[i] = _norm(modes[i], a[i])
-    hashes = list(map(xxhash.xxh3_64_intdigest, map(str.encode, texts)))
-    return hashes, list(map(len, texts))
+        cols = [list(map(itemgetter(key), rows)) for key in keys]  # TypeError: a row is not an object
+        if limits is not None:
+            _, hi = min(limits.values(), key=itemgetter(1))
+            if max(map(len, lines)) > hi:  # a string is at most as long as its JSON line: only then look
+                for key, col in zip(keys, cols, strict=True):
+                    if max(map(len, col)) > limits[key][1]:
+                        return None
+            for key, col in zip(keys, cols, strict=True):
+                if limits[key][0] > 1 and min(map(len, col)) < limits[key][0]:
+                    return None
+        elif is_valid is not None and not all(map(is_valid, rows)):
+            return None
+        modes = line_modes(lines)
+        norm = [_normalized(col, modes) for col in cols]  # TypeError: a value is not a string
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+    if any("" in col for col in norm):  # an empty or whitespace-only field (str.strip and str.isspace agree)
+        return None
+    texts = list(map("\x1f".join, zip(*norm, strict=True))) if k2 is not None else norm[0]
+    return array("Q", map(xxhash.xxh3_64_intdigest, map(str.encode, texts))), array("I", map(len, texts))
+
+
+def _normalized(col: list[str], modes: np.ndarray) -> list[str]:
+    """``normalize`` of every string of a column, given the ``line_modes`` of their lines."""
+    out = list(map(str.strip, col))
+    if modes.any():
+        ones, twos = np.flatnonzero(modes == 1).tolist(), np.flatnonzero(modes == 2).tolist()
+        flat = map(str.strip, map(str.replace, map(col.__getitem__, ones), repeat("\n"), repeat(" ")))
+        for i, text in zip(ones + twos, chain(flat, map(_careful, map(col.__getitem__, twos))), strict=True):
+            out[i] = text
+    return out
+
+
+def _careful(text: str) -> str:
+    """``normalize`` for any text, cheap when its only whitespace besides single spaces is newlines (no printable
+    character is whitespace except the space, so a printable text with no double space needs only ``strip``)."""
+    flat = text.replace("\n", " ")
+    if flat.isprintable() and "  " not in flat:
+        return flat.strip()
+    return normalize(text)

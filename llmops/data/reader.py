@@ -95,7 +95,7 @@ def read_jsonl(path: Path | str, what: str = "data") -> Iterator[tuple[int, dict
 
 # --------------------------------------------------------------------------- fast block reading (validate-data)
 
-BLOCK = 8 << 20
+BLOCK = 512 << 10  # a block, its lines and their rows stay in the CPU cache while they are checked
 
 
 def split_ranges(path: Path, parts: int) -> list[tuple[int, int]]:
@@ -120,15 +120,18 @@ def split_ranges(path: Path, parts: int) -> list[tuple[int, int]]:
 class LineBlocks:
     """Iterate a file (or the byte range ``[start, end)`` of a plain file) as lists of lines without ``\\n``.
 
-    Big blocks split with ``bytes.split`` keep the per-line cost low. After iteration ``ends_with_newline`` tells
-    whether the last line was terminated (a missing final newline plus unparsable JSON means a truncated file).
-    A trailing ``\\r`` is left on the line (JSON treats it as whitespace).
+    Big blocks split in C keep the per-line cost low. After iteration ``ends_with_newline`` tells whether the last
+    line was terminated (a missing final newline plus unparsable JSON means a truncated file). A trailing ``\\r``
+    is left on the line (JSON treats it as whitespace). ``keep_ends=True`` leaves the ``\\n`` on every line but a
+    last unterminated one, which is 2-3x cheaper per line (``BytesIO.readlines`` finds newlines with ``memchr``;
+    ``bytes.split`` compares byte by byte).
     """
 
-    def __init__(self, path: Path, start: int = 0, end: int | None = None):
+    def __init__(self, path: Path, start: int = 0, end: int | None = None, keep_ends: bool = False):
         self.path = Path(path)
         self.start = start
         self.end = end
+        self.keep_ends = keep_ends
         self.ends_with_newline = True
 
     def __iter__(self) -> Iterator[list[bytes]]:
@@ -144,10 +147,10 @@ class LineBlocks:
                         break
                     if left is not None:
                         left -= len(block)
-                    lines = block.split(b"\n")
+                    lines = io.BytesIO(block).readlines() if self.keep_ends else block.split(b"\n")
                     if carry:
                         lines[0] = carry + lines[0]
-                    carry = lines.pop()
+                    carry = lines.pop() if not self.keep_ends or not lines[-1].endswith(b"\n") else b""
                     if lines:
                         yield lines
                 if carry:

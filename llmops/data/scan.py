@@ -9,6 +9,7 @@ Runs in the main process or in worker processes (everything it needs is in the p
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 from array import array
@@ -161,7 +162,7 @@ def scan_chunk(cfg: ScanConfig, file_index: int, start: int = 0, end: int | None
     ctx = context(cfg)
     res = ChunkResult(file_index, start)
     sink = _Sink(cfg, res)
-    blocks = LineBlocks(cfg.files[file_index], start, end)
+    blocks = LineBlocks(cfg.files[file_index], start, end, keep_ends=True)
     is_valid = ctx.schema.is_valid if ctx.schema else None
     loads, decode_error, hash64, norm = orjson.loads, orjson.JSONDecodeError, xxhash.xxh3_64_intdigest, norm_field
     hashes, lengths, flags, skips = res.hashes, res.lengths, res.flags, res.skips
@@ -171,13 +172,16 @@ def scan_chunk(cfg: ScanConfig, file_index: int, start: int = 0, end: int | None
     extra = cfg.pii != "off" or ctx.eval is not None or ctx.near is not None or ctx.tokens is not None
     state = _RowState(cfg, ctx, sink, res)
     batch_ok = k1 is not None and not extra
+    limits = ctx.schema.string_limits((k1,) if k2 is None else (k1, k2)) if ctx.schema and k1 is not None else None
     lineno = 0
+    collect = gc.isenabled()
+    gc.disable()  # rows are trees without cycles, freed by reference counting; collections only cost time
     try:
         for block in blocks:
             for pos in range(0, len(block), BATCH):
                 lines = block[pos:pos + BATCH]
                 if batch_ok:
-                    got = fast_batch(lines, k1, k2, is_valid)
+                    got = fast_batch(lines, k1, k2, is_valid, limits)
                     if got is not None:
                         hashes.extend(got[0])
                         lengths.extend(got[1])
@@ -211,6 +215,8 @@ def scan_chunk(cfg: ScanConfig, file_index: int, start: int = 0, end: int | None
                     state.row(file_index, lineno, line, row)
         state.flush_tokens()
     finally:
+        if collect:
+            gc.enable()
         sink.close()
     res.lines = lineno
     res.rows = len(flags)

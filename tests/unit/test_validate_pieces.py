@@ -67,6 +67,21 @@ def test_split_ranges_cover_the_file_at_line_starts(tmp_path):
     assert lines == [b'{"text": "%d"}' % i for i in range(1000)]
 
 
+def test_line_blocks_keeping_newlines_across_block_edges(tmp_path, monkeypatch):
+    from llmops.data import reader
+
+    monkeypatch.setattr(reader, "BLOCK", 64)  # many lines cross a block edge
+    path = tmp_path / "d.jsonl"
+    data = b"".join(b'{"text": "%s"}\r\n\n' % (b"x" * (i % 90)) for i in range(300)) + b'{"text": "cut'
+    path.write_bytes(data)
+    for start, end in [(0, None)] + split_ranges(path, 3):
+        blocks = LineBlocks(path, start, end, keep_ends=True)
+        lines = [line for block in blocks for line in block]
+        assert b"".join(lines) == data[start:end]
+        assert all(line.endswith(b"\n") for line in lines[:-1]) and b"\n" not in lines[-1][:-1]
+        assert blocks.ends_with_newline == (end is not None and end < len(data))
+
+
 def test_workers_give_the_same_findings_as_one_process(tmp_path, monkeypatch):
     rnd = random.Random(3)
     out_lines = []
@@ -149,3 +164,45 @@ def test_benchmark_smoke_run(tmp_path):
                           env=dict(os.environ, PYTHONPATH=str(root)), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "ours/floor" in proc.stdout and "ours/seed" in proc.stdout and "peak RSS" in proc.stdout
+
+
+def test_flat_schema_becomes_length_limits_that_agree_with_jsonschema(tmp_path):
+    from llmops.data.schema import load_schema
+
+    keys = ("prompt", "completion")
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"type": "object", "required": list(keys), "additionalProperties": False,
+                                "properties": {"prompt": {"type": "string", "maxLength": 5},
+                                               "completion": {"type": "string", "minLength": 3}}}))
+    schema = load_schema(path)
+    limits = schema.string_limits(keys)
+    assert limits == {"prompt": (0, 5), "completion": (3, float("inf"))}
+    for prompt, completion in (("abcde", "xyz"), ("abcdef", "xyz"), ("a", "xy"), ("é" * 5, "😀😀😀")):
+        line = orjson.dumps({"prompt": prompt, "completion": completion})
+        got = fast_batch([line], *keys, None, limits)
+        assert (got is not None) == schema.is_valid(orjson.loads(line)), (prompt, completion)
+    good = orjson.dumps({"prompt": "abc", "completion": "xyz"})
+    for bad in (b'["ab", "cd"]', b'"ab"', b"12", b'{"prompt": 1, "completion": "xyz"}',
+                b'{"prompt": ["a"], "completion": "xyz"}', b'{"prompt": "abc", "completion": null}'):
+        assert fast_batch([good, bad], *keys, None, limits) is None, bad
+        assert fast_batch([good, bad], *keys, None) is None, bad
+    path.write_text(json.dumps({"type": "object", "properties": {"prompt": {"type": "string", "pattern": "^a"}}}))
+    assert load_schema(path).string_limits(keys) is None  # any other keyword: jsonschema decides, row by row
+    path.write_text(json.dumps({"type": "object", "properties": {"prompt": {"type": "string"}},
+                                "additionalProperties": False}))
+    assert load_schema(path).string_limits(keys) is None
+
+
+def test_fast_batch_normalises_every_kind_of_line_like_the_definition():
+    from llmops.data.fastpath import _careful
+
+    rnd = random.Random(11)
+    rows = [{"prompt": "x" + _random_text(rnd) + "y", "completion": "z" + _random_text(rnd)} for _ in range(2000)]
+    for row in rows:
+        for text in row.values():
+            assert _careful(text) == checks.normalize(text), text
+    lines = [json.dumps(r, ensure_ascii=rnd.random() < 0.5).encode() for r in rows]
+    hashes, lengths = fast_batch(lines, "prompt", "completion", None)
+    expected = [checks.dedup_text("prompt-completion", r) for r in rows]
+    assert list(lengths) == [len(t) for t in expected]
+    assert list(hashes) == [xxhash.xxh3_64_intdigest(t.encode()) for t in expected]
