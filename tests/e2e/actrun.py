@@ -81,7 +81,8 @@ def _instrument(workflow: dict, out_dir: Path) -> dict:
 
 def run_workflow(tmp_path: Path, workflow_yaml: str, *, event: str = "push", repo: Path = ROOT,
                  env: dict[str, str] | None = None, inputs: dict[str, str] | None = None,
-                 secrets: dict[str, str] | None = None, local_repositories: dict[str, Path] | None = None,
+                 secrets: dict[str, str] | None = None, variables: dict[str, str] | None = None,
+                 local_repositories: dict[str, Path] | None = None,
                  job: str | None = None, timeout: int = 900, artifacts: bool = False) -> ActResult:
     out_dir = tmp_path / "act-steps"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -97,6 +98,8 @@ def run_workflow(tmp_path: Path, workflow_yaml: str, *, event: str = "push", rep
         cmd += ["--input", f"{key}={value}"]
     for key, value in (secrets or {}).items():
         cmd += ["-s", f"{key}={value}"]
+    for key, value in (variables or {}).items():
+        cmd += ["--var", f"{key}={value}"]
     for ref, path in (local_repositories or {}).items():
         cmd += ["--local-repository", f"{ref}={path}"]
     if artifacts:

@@ -1,0 +1,172 @@
+"""Drives a canary: set a weight, wait one window, analyse, decide; promote or roll back; always leave traffic safe.
+
+Modes: ``step`` analyses one window and returns (for workflows that loop or gate by hand); ``run`` walks the
+weights until promote, rollback or a pause. Both resume from the progress recorded on the canary Deployment.
+
+Safety: everything after the router is built runs in ``try``; any exception, a cancel (SIGTERM ->
+KeyboardInterrupt) or Prometheus going away routes all traffic back to stable (``finalize``) before the error
+propagates, and the progress is kept (phase ``interrupted``) so a re-run resumes. Rollback sets the canary weight
+to 0 first, then finalizes the routing, then scales the canary down.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from llmops.canary import state
+from llmops.canary.analysis import AnalysisConfig, Side, analyse
+from llmops.canary.decision import Decision, Policy, Progress, decide, remember
+from llmops.canary.kube import Kube, canary_version_of, promote_stable
+from llmops.canary.prom import Prometheus
+from llmops.canary.routers import Target, get_router
+from llmops.errors import UsageError
+
+
+@dataclass
+class CanaryConfig:
+    target: Target
+    provider: str
+    mode: str = "run"
+    interval: float = 60.0
+    policy: Policy = field(default_factory=Policy)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    canary_version: str = ""
+    stable_version: str = ""
+    version_label: str = ""  # pod label with the version; empty: kubectl-promote's record / MODEL_VERSION env
+    container: str | None = None
+    weight: int | None = None  # step mode: analyse this weight instead of the recorded one
+    restart: bool = False
+    rollout_timeout: float = 300.0
+
+
+class CanaryRun:
+    def __init__(self, cfg: CanaryConfig, kube: Kube, prom: Prometheus, *,
+                 sleep: Callable[[float], None] = time.sleep, log: Callable[[str], None] | None = None,
+                 promoter: Callable[..., dict] = promote_stable):
+        self.cfg, self.kube, self.prom, self.sleep, self.promoter = cfg, kube, prom, sleep, promoter
+        self.log = log or (lambda text: print(text, file=sys.stderr, flush=True))
+        self.router = get_router(cfg.provider, kube, cfg.target)  # unknown provider: UsageError, nothing touched
+        self.windows: list[dict] = []
+        self.actions: list[str] = []
+        self.progress: Progress | None = None
+        self.decision: Decision | None = None
+        self.promotion: dict | None = None
+        self.final_weight: int | None = None
+
+    # ------------------------------------------------------------------ setup
+    def _versions(self) -> tuple[str, str]:
+        t = self.cfg.target
+        found = {}
+        for role, name, given in (("canary", t.canary, self.cfg.canary_version),
+                                  ("stable", t.stable, self.cfg.stable_version)):
+            obj = self.kube.read_deployment(t.namespace, name)  # 404 -> exit 2 naming the Deployment
+            found[role] = given or canary_version_of(obj, self.cfg.container, self.cfg.version_label)
+            if not found[role]:
+                where = (f"pod label {self.cfg.version_label!r}" if self.cfg.version_label else
+                         "MODEL_VERSION env (or kubectl-promote's llmops-actions/model-version annotation)")
+                raise UsageError(f"no {role} version: Deployment {t.namespace}/{name} has no {where}",
+                                 f"pass {role}-version (the model_version label its metrics carry) or version-label")
+        if found["canary"] == found["stable"]:
+            raise UsageError(f"canary and stable both have version {found['canary']!r}; their metrics cannot be "
+                             "told apart", "deploy the canary with its new version first")
+        return found["canary"], found["stable"]
+
+    def _load_progress(self, canary_version: str, stable_version: str) -> Progress:
+        t, steps = self.cfg.target, list(self.cfg.policy.steps)
+        old = None if self.cfg.restart else state.load(self.kube, t.namespace, t.canary)
+        if old is None or old.canary_version != canary_version:
+            return Progress(canary_version, stable_version, steps)
+        if old.steps != steps:  # steps changed between runs: continue at the first step >= the recorded weight
+            old.step_index = next((i for i, s in enumerate(steps) if s >= old.weight), len(steps) - 1)
+            old.steps = steps
+        self.actions.append(f"resumed at {old.weight}% (recorded phase {old.phase}, {old.windows} windows)")
+        return old
+
+    # -------------------------------------------------------------------- run
+    def execute(self) -> str:
+        """Run the canary; returns the decision (promote, continue, rollback)."""
+        t = self.cfg.target
+        canary_version, stable_version = self._versions()
+        self.progress = progress = self._load_progress(canary_version, stable_version)
+        if progress.phase == "promoted":
+            self.decision = Decision("promote", f"version {canary_version} was already promoted; nothing to do")
+            return "promote"
+        if progress.phase == "rolled_back":
+            self.decision = Decision("rollback", f"version {canary_version} was already rolled back; deploy a new "
+                                                 "version or pass restart: true to try it again")
+            return "rollback"
+        try:
+            self.prom.check_online()  # before any traffic moves
+            self.router.reconcile()
+            while True:
+                weight = self.cfg.weight if self.cfg.weight is not None else progress.weight
+                self.router.set_routes(weight)
+                self.final_weight = weight
+                progress.phase = "progressing"
+                state.save(self.kube, t.namespace, t.canary, progress)
+                self.log(f"canary weight {weight}%: analysing {self.cfg.interval:g}s")
+                self.sleep(self.cfg.interval)
+                window = analyse(self.prom, self.cfg.analysis, Side(canary_version, t.canary),
+                                 Side(stable_version, t.stable), t.namespace, self.cfg.interval)
+                self.decision = decision = decide(progress, window["outcome"], self.cfg.policy)
+                remember(progress, weight, window, decision)
+                self.windows.append({"weight": weight, **window, "decision": decision.action,
+                                     "decision_reason": decision.reason})
+                self.log(f"  {window['outcome']}: {window['reason']} -> {decision.action} ({decision.reason})")
+                if decision.action == "rollback":
+                    self._rollback()
+                elif decision.action == "promote":
+                    self._promote()
+                elif self.cfg.mode == "run" and not decision.paused and self.cfg.weight is None:
+                    continue
+                state.save(self.kube, t.namespace, t.canary, progress)
+                return decision.action
+        except BaseException:
+            self._make_safe()
+            raise
+
+    def _rollback(self) -> None:
+        t = self.cfg.target
+        self.router.set_routes(0)  # traffic first
+        self.actions.append("canary weight set to 0")
+        self.router.finalize()
+        self.actions.append(f"{self.router.name} routing finalized (all traffic to stable)")
+        self.kube.scale_deployment(t.namespace, t.canary, 0)
+        self.actions.append(f"Deployment {t.canary} scaled to 0")
+        self.final_weight = 0
+        self.progress.phase = "rolled_back"
+
+    def _promote(self) -> None:
+        t = self.cfg.target
+        self.promotion = self.promoter(self.kube, t.namespace, t.stable, t.canary, container=self.cfg.container,
+                                       timeout=self.cfg.rollout_timeout, log=self.log)
+        self.actions.append(f"Deployment {t.stable} promoted to {self.progress.canary_version} through "
+                            f"kubectl-promote ({self.promotion.get('image')})")
+        self.router.finalize()
+        self.actions.append(f"{self.router.name} routing finalized (all traffic to the promoted stable)")
+        self.kube.scale_deployment(t.namespace, t.canary, 0)
+        self.actions.append(f"Deployment {t.canary} scaled to 0")
+        self.final_weight = 0
+        self.progress.phase = "promoted"
+
+    def _make_safe(self) -> None:
+        """Route everything to stable and keep the progress for a re-run; never mask the original error."""
+        t = self.cfg.target
+        # Always, even when this run moved nothing yet: an earlier run may have left the canary at a weight, and
+        # with the replicas provider a canary that is merely up already takes a share of the requests.
+        try:
+            self.router.finalize()
+            self.final_weight = 0
+            self.actions.append("interrupted: all traffic returned to stable")
+        except BaseException as exc:  # noqa: BLE001 - report, then let the original error propagate
+            self.actions.append(f"interrupted, and returning traffic to stable FAILED: {exc}")
+            self.log(f"could not return traffic to stable: {exc}")
+            return
+        if self.progress is not None and self.progress.phase == "progressing":
+            self.progress.phase = "interrupted"
+            try:
+                state.save(self.kube, t.namespace, t.canary, self.progress)
+            except BaseException as exc:  # noqa: BLE001
+                self.log(f"could not record the progress: {exc}")

@@ -1,0 +1,35 @@
+"""Where predictions come from: a local model folder (``local``), an OpenAI-compatible endpoint (``endpoint``), or a
+file of predictions made elsewhere. Each backend returns one ``Generation`` per sample, in sample order.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+
+@dataclass
+class Generation:
+    text: str
+    latency_s: float | None = None
+    prompt_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+@dataclass
+class Generations:
+    items: list[Generation]
+    seconds: float | None  # wall time of the whole generation phase (None: unknown, e.g. a predictions file)
+    info: dict
+
+    @property
+    def texts(self) -> list[str]:
+        return [g.text for g in self.items]
+
+
+def progress(total: int, desc: str):
+    """A tqdm bar on stderr (sparse updates when stderr is not a terminal, e.g. in CI logs)."""
+    from tqdm import tqdm
+
+    tty = sys.stderr.isatty()
+    return tqdm(total=total, desc=desc, file=sys.stderr, mininterval=0.2 if tty else 10.0, unit="sample",
+                dynamic_ncols=tty, disable=total == 0)

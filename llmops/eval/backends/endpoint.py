@@ -1,0 +1,140 @@
+"""OpenAI-compatible HTTP endpoint backend (a staging deployment, vLLM, TGI, our model server, a hosted API).
+
+Prompt rows go to ``/v1/completions``, chat rows to ``/v1/chat/completions``. Requests run concurrently with a
+bound, each with a timeout; connection errors, timeouts, 429 and 5xx are retried with exponential backoff
+(generation with temperature 0 is idempotent). The first request runs alone so an unreachable endpoint fails in
+seconds with exit 3, not after every sample has timed out. The API key comes from an environment variable, never a
+flag, and is masked in the logs.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+
+from llmops import gha
+from llmops.errors import InfraError, UsageError
+from llmops.eval.backends import Generation, Generations, progress
+from llmops.eval.data import Sample
+
+RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+class EndpointBackend:
+    name = "endpoint"
+
+    def __init__(self, url: str, *, model: str = "", max_new_tokens: int = 64, temperature: float = 0.0,
+                 top_p: float = 1.0, concurrency: int = 8, timeout: float = 60.0, retries: int = 3,
+                 backoff: float = 0.5, api_key_env: str = "OPENAI_API_KEY", show_progress: bool = True) -> None:
+        url = (url or "").strip().rstrip("/")
+        if not url.startswith(("http://", "https://")):
+            raise UsageError(f"--endpoint must be an http(s) URL, got {url!r}", "e.g. http://llm.staging.svc:8000")
+        if url.endswith("/v1"):
+            url = url[:-3]
+        if concurrency < 1 or timeout <= 0 or retries < 0:
+            raise UsageError("--concurrency must be >= 1, --timeout > 0 and --retries >= 0")
+        self.base, self.model, self.max_new_tokens = url, model, max_new_tokens
+        self.temperature, self.top_p = temperature, top_p
+        self.concurrency, self.timeout, self.retries, self.backoff = concurrency, timeout, retries, backoff
+        self.api_key = os.environ.get(api_key_env, "") if api_key_env else ""
+        gha.mask(self.api_key)
+        self.show_progress = show_progress
+        self._local = threading.local()
+
+    def info(self) -> dict:
+        return {"backend": self.name, "endpoint": self.base, "model": self.model or None,
+                "max_new_tokens": self.max_new_tokens, "temperature": self.temperature,
+                "concurrency": self.concurrency, "timeout_s": self.timeout, "retries": self.retries}
+
+    def _session(self):
+        import requests
+
+        if not hasattr(self._local, "session"):
+            s = requests.Session()
+            if self.api_key:
+                s.headers["Authorization"] = f"Bearer {self.api_key}"
+            self._local.session = s
+        return self._local.session
+
+    def _request(self, sample: Sample) -> tuple[str, dict]:
+        body: dict = {"max_tokens": self.max_new_tokens, "temperature": self.temperature}
+        if self.temperature > 0:
+            body["top_p"] = self.top_p
+        if self.model:
+            body["model"] = self.model
+        if sample.is_chat:
+            body["messages"] = sample.messages
+            return f"{self.base}/v1/chat/completions", body
+        body["prompt"] = sample.prompt
+        return f"{self.base}/v1/completions", body
+
+    def call(self, sample: Sample) -> Generation:
+        import requests
+
+        url, body = self._request(sample)
+        last = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(min(self.backoff * 2 ** (attempt - 1), 30.0))
+            t0 = time.perf_counter()
+            try:
+                resp = self._session().post(url, json=body, timeout=(min(self.timeout, 10.0), self.timeout))
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                last = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+                continue
+            latency = time.perf_counter() - t0
+            if resp.status_code in RETRY_STATUS:
+                last = f"HTTP {resp.status_code}: {resp.text[:200]}"
+                continue
+            if resp.status_code in (401, 403):
+                raise UsageError(f"{url} refused the request (HTTP {resp.status_code})",
+                                 "set the API key in the environment variable named by --api-key-env")
+            if resp.status_code == 404:
+                raise UsageError(f"{url} answered 404", "is this an OpenAI-compatible server? Give the base URL "
+                                 "(http://host:port), the /v1/... paths are added")
+            if resp.status_code >= 400:
+                raise InfraError(f"{url} answered HTTP {resp.status_code}: {resp.text[:300]}",
+                                 "check the request the server rejected (model name, max tokens)")
+            return self._parse(resp, url, sample, latency)
+        raise InfraError(f"endpoint {self.base} unreachable after {self.retries + 1} attempts ({last})",
+                         "check the URL, that the deployment is up and reachable from this runner, or raise "
+                         "--timeout/--retries")
+
+    @staticmethod
+    def _parse(resp, url: str, sample: Sample, latency: float) -> Generation:
+        try:
+            data = resp.json()
+            choice = data["choices"][0]
+            text = choice["message"]["content"] if sample.is_chat else choice["text"]
+            if not isinstance(text, str):
+                raise TypeError("text is not a string")
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise InfraError(f"{url} sent a reply that is not an OpenAI-style completion ({exc}): "
+                             f"{resp.text[:200]}", "point --endpoint at an OpenAI-compatible server") from None
+        usage = data.get("usage") or {}
+        p_tok, o_tok = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        return Generation(text, latency, p_tok if isinstance(p_tok, int) else None,
+                          o_tok if isinstance(o_tok, int) else None)
+
+    def generate(self, samples: list[Sample]) -> Generations:
+        items: list[Generation | None] = [None] * len(samples)
+        bar = progress(len(samples), "requesting") if self.show_progress else None
+        started = time.perf_counter()
+        if samples:
+            items[0] = self.call(samples[0])  # alone first: an unreachable endpoint fails fast
+            if bar is not None:
+                bar.update(1)
+        pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="eval-endpoint")
+        try:
+            futures = {pool.submit(self.call, s): i for i, s in enumerate(samples) if i > 0}
+            for fut in as_completed(futures):
+                items[futures[fut]] = fut.result()
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+            if bar is not None:
+                bar.close()
+        seconds = time.perf_counter() - started
+        return Generations([g for g in items if g is not None], seconds, self.info())

@@ -1,0 +1,183 @@
+"""The metric interface and registry (sacrebleu-style): every metric has the same public methods and a signature.
+
+A metric turns an ``EvalRun`` (samples, predictions, timings, token counts) into a ``MetricValue``: the corpus
+value plus, for metrics that support a paired test against a baseline, one row of *sufficient statistics* per
+sample (``stats``, shape ``(n, k)``). The corpus value is always a function of the column sums (BLEU, chrF,
+perplexity) or means (ROUGE, accuracy) of those rows, so a bootstrap resample is a weighted sum
+(``aggregate_weighted``) instead of a recomputation from text. The rows are stored in the verdict so the next run
+can be compared sample by sample.
+
+    get_metric("bleu")          -> BLEU instance (UsageError on an unknown name, with the known names)
+    resolve_names(["rouge"])    -> ["rouge1", "rouge2", "rouge_l"] (aliases and spellings normalised)
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from llmops.errors import UsageError
+
+
+class MetricUnavailable(Exception):
+    """The run lacks what this metric needs (no timings, no token counts, no prices): the message says what."""
+
+
+@dataclass
+class EvalRun:
+    """Everything metrics read: one entry per sample, in the same order."""
+
+    ids: list[str]
+    references: list[str]
+    predictions: list[str]
+    latencies: list[float | None] | None = None
+    prompt_tokens: list[int | None] | None = None
+    output_tokens: list[int | None] | None = None
+    generation_seconds: float | None = None  # wall time of the whole generation phase
+    ref_scores: list[tuple[float, int]] | None = None  # (sum of reference NLL, reference tokens) per sample
+    prices: dict[str, float] = field(default_factory=dict)  # input_per_1k_tokens, output_per_1k_tokens
+    backend: str = ""
+    cache: dict[str, Any] = field(default_factory=dict)  # shared work between metrics (ROUGE scores all types once)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class MetricValue:
+    value: float
+    stats: np.ndarray | None = None  # (n, k) sufficient statistics per sample, for CIs and paired tests
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Metric:
+    """Base class. Subclasses set the class attributes and implement ``compute`` (and ``aggregate`` when stats)."""
+
+    name: ClassVar[str] = ""
+    higher_is_better: ClassVar[bool | None] = True  # None: informational (thresholds only, no direction)
+    test: ClassVar[str | None] = None  # "bootstrap", "mcnemar" or None (no paired test against a baseline)
+    default_min_effect: ClassVar[float] = 0.0  # drops smaller than this never fail the gate
+    unit: ClassVar[str] = ""
+    option_defaults: ClassVar[dict[str, Any]] = {}  # the options a user may set (metric_options in the config)
+
+    def __init__(self, **options: Any) -> None:
+        unknown = sorted(set(options) - set(self.option_defaults))
+        if unknown:
+            allowed = ", ".join(self.option_defaults) or "none"
+            raise UsageError(f"metric {self.name}: unknown option{'s' if len(unknown) > 1 else ''} "
+                             f"{', '.join(unknown)}", f"options of {self.name}: {allowed}")
+        self.options = {**self.option_defaults, **options}
+
+    # -- fixed public methods -------------------------------------------------------------------------------
+    def compute(self, run: EvalRun) -> MetricValue:
+        raise NotImplementedError
+
+    def aggregate(self, stats: np.ndarray) -> float:
+        """Corpus value from per-sample stats (n, k)."""
+        return float(self.aggregate_weighted(np.ones((1, stats.shape[0])), stats)[0])
+
+    def aggregate_weighted(self, weights: np.ndarray, stats: np.ndarray) -> np.ndarray:
+        """Corpus value for each row of ``weights`` (B, n): how often each sample is drawn in a resample."""
+        totals = weights @ stats  # (B, k)
+        return self.from_sums(totals, weights.sum(axis=1))
+
+    def from_sums(self, totals: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """Vectorised corpus value from summed stats (B, k) and sample counts (B,). Default: the mean of column 0."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return totals[:, 0] / counts
+
+    def settings(self) -> dict[str, Any]:
+        """The settings that change the number (written into the signature)."""
+        return {}
+
+    def signature(self) -> str:
+        from llmops import __version__
+
+        parts = [f"{k}:{v}" for k, v in self.settings().items()]
+        parts.append(f"version:{self.library_version() or 'llmops-' + __version__}")
+        return "|".join(parts)
+
+    def library_version(self) -> str:
+        return ""
+
+    def describe(self) -> dict[str, Any]:
+        return {"direction": direction_word(self.higher_is_better), "test": self.test, "unit": self.unit,
+                "signature": self.signature()}
+
+
+def direction_word(higher_is_better: bool | None) -> str:
+    return {True: "higher", False: "lower", None: "none"}[higher_is_better]
+
+
+# --------------------------------------------------------------------------- registry
+
+REGISTRY: dict[str, type[Metric]] = {}
+ALIASES = {
+    "rouge": ["rouge1", "rouge2", "rouge_l"], "rougel": ["rouge_l"], "rouge_l": ["rouge_l"],
+    "rougelsum": ["rouge_l"], "em": ["exact_match"], "exact": ["exact_match"], "ppl": ["perplexity"],
+    "latency": ["latency_p50", "latency_p95", "latency_p99"], "throughput": ["tokens_per_s"],
+    "tokens_per_second": ["tokens_per_s"], "chrf": ["chrf"], "acc": ["accuracy"],
+}
+
+
+def register(cls: type[Metric]) -> type[Metric]:
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def _ensure_loaded() -> None:
+    from llmops.eval import metrics_system, metrics_text  # noqa: F401 - registers the built-in metrics
+
+
+def canonical(name: str) -> str:
+    """``rouge-L`` / ``rougeL`` / ``Exact-Match`` -> ``rouge_l`` / ``exact_match``; ``hf:x`` keeps its case."""
+    name = name.strip()
+    if name.lower().startswith("hf:"):
+        return "hf:" + name[3:].strip()
+    return re.sub(r"[\s\-]+", "_", name).lower()
+
+
+def resolve_names(names: list[str]) -> list[str]:
+    """Expand aliases, normalise spellings, drop duplicates (order kept); unknown names raise UsageError."""
+    _ensure_loaded()
+    out: list[str] = []
+    unknown: list[str] = []
+    for raw in names:
+        if not raw.strip():
+            continue
+        name = canonical(raw)
+        expanded = ALIASES.get(name, ALIASES.get(name.replace("_", ""), [name]))
+        for item in expanded:
+            if item.startswith("hf:") and len(item) > 3 or item in REGISTRY:
+                if item not in out:
+                    out.append(item)
+            else:
+                unknown.append(raw)
+    if unknown:
+        raise UsageError(f"unknown metric{'s' if len(unknown) > 1 else ''}: {', '.join(map(repr, unknown))}",
+                         f"use one of: {', '.join(known_names())} (or hf:<name> for a Hugging Face evaluate metric)")
+    return out
+
+
+def known_names() -> list[str]:
+    _ensure_loaded()
+    return sorted(REGISTRY) + sorted(k for k in ALIASES if k not in REGISTRY)
+
+
+def get_metric(name: str, **options: Any) -> Metric:
+    names = resolve_names([name])
+    if len(names) != 1:
+        raise UsageError(f"{name!r} names several metrics ({', '.join(names)}); ask for one at a time")
+    resolved = names[0]
+    if resolved.startswith("hf:"):
+        from llmops.eval.hf_plugin import HFMetric
+
+        return HFMetric(resolved[3:], **options)
+    return REGISTRY[resolved](**options)
+
+
+def kebab(name: str) -> str:
+    """Output name for a metric: ``exact_match`` -> ``exact-match``, ``hf:bertscore`` -> ``hf-bertscore``."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")

@@ -1,0 +1,73 @@
+"""What a person reads: the step-summary table (values, CIs, deltas vs baseline with arrows, status) and the step
+outputs (``result``, ``verdict-path`` and one kebab-case output per metric)."""
+from __future__ import annotations
+
+import math
+
+from llmops import gha
+from llmops.eval.metrics import kebab
+
+ICONS = {"pass": "✅ pass", "fail": "❌ fail", "inconclusive": "⚠️ inconclusive"}
+
+
+def fmt(x) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    if isinstance(x, float):
+        return f"{x:.4g}" if abs(x) < 1e5 else f"{x:.3e}"
+    return str(x)
+
+
+def arrow(delta, direction: str) -> str:
+    if delta is None or (isinstance(delta, float) and math.isnan(delta)):
+        return "–"
+    if delta == 0:
+        return "= 0"
+    better = (delta > 0) == (direction == "higher") if direction in ("higher", "lower") else None
+    mark = "▲" if delta > 0 else "▼"
+    tone = "" if better is None else (" 🟢" if better else " 🔴")
+    return f"{mark} {delta:+.4g}{tone}"
+
+
+def summary(verdict: dict, verdict_path: str) -> gha.Summary:
+    result = verdict["result"]
+    s = gha.Summary().heading(f"evaluate-and-gate: {ICONS.get(result, result)}")
+    model = verdict.get("model") or {}
+    data = verdict.get("data") or {}
+    who = model.get("version") or model.get("path") or model.get("endpoint") or "predictions"
+    line = f"Model **{who}** on {data.get('n')} samples (data {str(data.get('hash', ''))[:19]}…)"
+    base = verdict.get("baseline")
+    if base:
+        line += f" vs baseline **{base.get('model_version') or base.get('path')}**"
+    s.text(line + ".")
+    rows = []
+    for name, m in verdict["metrics"].items():
+        ci = m.get("ci")
+        b = m.get("baseline") or {}
+        thr = m.get("threshold") or {}
+        thr_text = ", ".join(([f">= {fmt(thr['min'])}"] if thr.get("min") is not None else [])
+                             + ([f"<= {fmt(thr['max'])}"] if thr.get("max") is not None else []))
+        rows.append([f"`{name}`", fmt(m.get("value")), f"[{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "–",
+                     fmt(b.get("value")), arrow(b.get("delta"), m.get("direction", "none")), fmt(b.get("p_value")),
+                     thr_text or "–", ICONS.get(m["status"], m["status"])])
+    s.table(["metric", "value", "95% CI", "baseline", "Δ", "p", "threshold", "status"], rows)
+    notes = [f"- **{name}** ({m['status']}): " + "; ".join(m.get("reasons") or [])
+             for name, m in verdict["metrics"].items() if m["status"] != "pass"]
+    if notes:
+        s.text("\n".join(notes))
+    if result == "inconclusive":
+        s.text(f"Inconclusive is treated as **{verdict.get('on_inconclusive')}** (input `on-inconclusive`).")
+    sigs = "\n".join(f"{name}: {m.get('signature')}" for name, m in verdict["metrics"].items())
+    gate = verdict.get("gate") or {}
+    s.details("Signatures, gate settings, verdict", f"```\n{sigs}\n```\n\nalpha {gate.get('alpha')}, min samples "
+              f"{gate.get('min_samples')}, bootstrap {gate.get('bootstrap')}, seed {gate.get('seed')}. "
+              f"Verdict: `{verdict_path}`")
+    return s
+
+
+def outputs(verdict: dict, verdict_path: str) -> dict:
+    out = {"result": verdict["result"], "verdict-path": verdict_path}
+    for name, m in verdict["metrics"].items():
+        value = m.get("value")
+        out[kebab(name)] = "" if value is None else round(float(value), 6)
+    return out

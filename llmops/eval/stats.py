@@ -1,0 +1,135 @@
+"""Resampling and tests for the gate: bootstrap CIs, paired bootstrap, McNemar (exact binomial when small).
+
+Resamples are weight matrices ``W`` (B, n): ``W[b, i]`` is how often sample i is drawn in resample b. A metric's
+``aggregate_weighted(W, stats)`` then gives all B corpus values with one matrix product. Candidate and baseline
+use the *same* W (paired: the same sample indices in every resample).
+
+One-sided tests, "is the candidate worse?": p is small only when the candidate is worse in the metric's direction.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+# Below this many discordant pairs McNemar uses the exact binomial test instead of the chi-square approximation.
+EXACT_BELOW = 25
+
+
+# Resample weights are built in chunks of at most this many cells (16 MB), reusing one buffer, so memory stays
+# bounded and cache-friendly for any n.
+MAX_CELLS = 2_000_000
+
+
+def bootstrap_weights(n: int, resamples: int, seed: int):
+    """Yield (b, n) chunks of draw counts of ``resamples`` bootstrap resamples of n items (rows sum to n).
+
+    Deterministic for (n, resamples, seed). The yielded array is reused for the next chunk: use it before asking
+    for the next one.
+    """
+    rng = np.random.default_rng(seed)
+    step = max(1, min(resamples, MAX_CELLS // max(n, 1)))
+    buf = np.empty((step, n), dtype=np.float64)
+    for start in range(0, resamples, step):
+        b = min(step, resamples - start)
+        for row in range(b):
+            buf[row] = np.bincount(rng.integers(0, n, n), minlength=n)
+        yield buf[:b]
+
+
+def bootstrap_many(items: list[tuple[object, np.ndarray]], *, resamples: int = 1000, seed: int = 0) -> list[np.ndarray]:
+    """Corpus values of several (metric, (n, k) stats) pairs under the same B resamples, one (B,) array each.
+
+    All stats are stacked column-wise so each chunk of resamples costs one matrix product for every metric.
+    """
+    if not items:
+        return []
+    n = items[0][1].shape[0]
+    stacked = np.hstack([np.asarray(stats, dtype=np.float64) for _, stats in items])
+    bounds = np.cumsum([0] + [stats.shape[1] for _, stats in items])
+    parts: list[list[np.ndarray]] = [[] for _ in items]
+    for w in bootstrap_weights(n, resamples, seed):
+        totals, counts = w @ stacked, w.sum(axis=1)
+        for k, (metric, _) in enumerate(items):
+            parts[k].append(metric.from_sums(totals[:, bounds[k]:bounds[k + 1]], counts))
+    return [np.concatenate(p) for p in parts]
+
+
+def bootstrap_values(metric, arrays: list[np.ndarray], *, resamples: int = 1000, seed: int = 0) -> list[np.ndarray]:
+    """Corpus values of each (n, k) stats array of one metric under the same B resamples: a list of (B,) arrays."""
+    return bootstrap_many([(metric, a) for a in arrays], resamples=resamples, seed=seed)
+
+
+def percentile_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float] | None:
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return None
+    lo, hi = np.percentile(values, [50 * (1 - level), 50 * (1 + level)])
+    return float(lo), float(hi)
+
+
+@dataclass
+class Comparison:
+    test: str
+    n: int
+    delta: float  # candidate - baseline on the matched samples
+    p_value: float
+    candidate: float
+    baseline: float
+    ci_delta: tuple[float, float] | None = None
+    discordant: tuple[int, int] | None = None  # McNemar: (baseline right & candidate wrong, the reverse)
+
+    def to_json(self) -> dict:
+        out = {"test": self.test, "n": self.n, "delta": self.delta, "p_value": self.p_value,
+               "candidate": self.candidate, "baseline": self.baseline,
+               "ci_delta": list(self.ci_delta) if self.ci_delta else None}
+        if self.discordant is not None:
+            out["discordant"] = {"baseline_only": self.discordant[0], "candidate_only": self.discordant[1]}
+        return out
+
+
+def paired_bootstrap(metric, cand: np.ndarray, base: np.ndarray, *, resamples: int = 1000, seed: int = 0,
+                     draws: tuple[np.ndarray, np.ndarray] | None = None) -> Comparison:
+    """One-sided paired bootstrap: p = share of null resamples (deltas re-centred on 0) at least as bad as observed.
+
+    ``cand`` and ``base`` are aligned (n, k) per-sample stats of the same samples; ``draws`` are their values
+    under the same resamples when the caller has them already (``bootstrap_many``).
+    """
+    n = cand.shape[0]
+    c_all, b_all = metric.aggregate(cand), metric.aggregate(base)
+    c_bs, b_bs = draws if draws is not None else bootstrap_values(metric, [cand, base], resamples=resamples,
+                                                                   seed=seed)
+    deltas = c_bs - b_bs
+    deltas = deltas[np.isfinite(deltas)]
+    observed = c_all - b_all
+    if len(deltas) == 0 or not np.isfinite(observed):
+        return Comparison("paired-bootstrap", n, float(observed), 1.0, c_all, b_all)
+    centred = deltas - deltas.mean()
+    worse = observed if metric.higher_is_better is not False else -observed  # < 0 means the candidate is worse
+    centred_worse = centred if metric.higher_is_better is not False else -centred
+    p = (1 + int(np.count_nonzero(centred_worse <= worse))) / (1 + len(deltas))
+    return Comparison("paired-bootstrap", n, float(observed), float(min(p, 1.0)), c_all, b_all,
+                      percentile_ci(deltas))
+
+
+def mcnemar(cand: np.ndarray, base: np.ndarray) -> Comparison:
+    """One-sided McNemar on 0/1 outcomes of the same samples: is the candidate right less often?
+
+    b = baseline right & candidate wrong, c = the reverse. Under H0 b ~ Binomial(b + c, 1/2). Exact binomial
+    tail when b + c < EXACT_BELOW, else the continuity-corrected normal approximation (chi-square, 1 df, one-sided).
+    """
+    cand = np.asarray(cand, dtype=float).reshape(-1) > 0.5
+    base = np.asarray(base, dtype=float).reshape(-1) > 0.5
+    n = len(cand)
+    b = int(np.count_nonzero(base & ~cand))
+    c = int(np.count_nonzero(~base & cand))
+    disc = b + c
+    if disc == 0:
+        p, test = 1.0, "mcnemar-exact"
+    elif disc < EXACT_BELOW:
+        p, test = sum(math.comb(disc, k) for k in range(b, disc + 1)) / 2 ** disc, "mcnemar-exact"  # P(X >= b)
+    else:
+        p, test = 0.5 * math.erfc((b - c - 1) / math.sqrt(disc) / math.sqrt(2)), "mcnemar"  # normal upper tail
+    cand_v, base_v = (float(cand.mean()), float(base.mean())) if n else (float("nan"), float("nan"))
+    return Comparison(test, n, cand_v - base_v, p, cand_v, base_v, discordant=(b, c))

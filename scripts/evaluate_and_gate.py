@@ -1,0 +1,172 @@
+"""evaluate-and-gate: evaluate a model (local folder, OpenAI-compatible endpoint or a predictions file) on
+reference data and gate it on thresholds and on a noise-aware comparison with a baseline verdict.
+
+    python scripts/evaluate_and_gate.py --model_dir models/abc --eval_data data/eval.jsonl \
+        --metrics accuracy,bleu,rouge --thresholds thresholds.yml --baseline prod-verdict.json
+
+Exit codes: 0 pass (or inconclusive with --on-inconclusive pass), 1 the gate failed, 2 bad input, 3 the endpoint
+is unreachable. Every option also reads INPUT_<NAME> (how the action passes its inputs).
+"""
+from __future__ import annotations
+
+import argparse
+import re
+
+from llmops import gha
+from llmops.cli import run_script
+from llmops.errors import UsageError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    src = p.add_argument_group("what to evaluate (exactly one)")
+    src.add_argument("--model_dir", "--model-dir", dest="model_dir", help="local model folder (save_pretrained)")
+    src.add_argument("--endpoint", help="OpenAI-compatible base URL, e.g. http://llm.staging.svc:8000")
+    src.add_argument("--predictions", help="JSONL of predictions made elsewhere (id or prompt + prediction)")
+    p.add_argument("--eval_data", "--eval-data", dest="eval_data", help="eval JSONL: {prompt, reference} or chat rows")
+    p.add_argument("--metrics", default="accuracy,bleu,rouge", help="comma list (default: accuracy,bleu,rouge); "
+                   "also exact_match, chrf, rouge1/2/l, perplexity, loss, latency_p50/95/99, tokens_per_s, "
+                   "output_length, cost, hf:<name>")
+    p.add_argument("--thresholds", action="append", help="YAML/JSON file or pairs like accuracy>=0.6,latency_p95<=2")
+    p.add_argument("--baseline", help="an earlier verdict JSON (e.g. production's) to compare with, sample by sample")
+    p.add_argument("--sample-size", "--sample_size", dest="sample_size", type=gha.positive_int, default=0,
+                   help="evaluate this many rows (stable, seeded choice; 0 = all)")
+    p.add_argument("--report", default="evaluate-verdict.json", help="where to write the verdict JSON")
+    p.add_argument("--predictions-out", dest="predictions_out", help="also write the predictions here (JSONL)")
+    gen = p.add_argument_group("generation")
+    gen.add_argument("--max-new-tokens", dest="max_new_tokens", type=gha.positive_int, default=64)
+    gen.add_argument("--batch-size", dest="batch_size", type=gha.positive_int, default=16, help="local backend")
+    gen.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    gen.add_argument("--top-p", dest="top_p", type=float, default=1.0)
+    gen.add_argument("--device", help="local backend: cpu, cuda, cuda:1 (default: cuda when present)")
+    gen.add_argument("--endpoint-model", dest="endpoint_model", default="", help="model name sent to the endpoint")
+    gen.add_argument("--api-key-env", dest="api_key_env", default="OPENAI_API_KEY",
+                     help="environment variable holding the endpoint's API key")
+    gen.add_argument("--concurrency", type=gha.positive_int, default=8, help="endpoint: requests in flight")
+    gen.add_argument("--timeout", type=float, default=60.0, help="endpoint: seconds per request")
+    gen.add_argument("--retries", type=gha.positive_int, default=3, help="endpoint: retries with backoff")
+    gate = p.add_argument_group("gate")
+    gate.add_argument("--alpha", help="significance level of the baseline tests (default 0.05)")
+    gate.add_argument("--min-samples", dest="min_samples", help="fewer samples: inconclusive (default 30)")
+    gate.add_argument("--on-inconclusive", dest="on_inconclusive", choices=["fail", "pass"],
+                      help="exit code policy for an inconclusive result (default fail)")
+    gate.add_argument("--min-effect", dest="min_effect", help="drops smaller than this never fail, e.g. "
+                      "bleu=1,accuracy=0.02,perplexity=2%%")
+    gate.add_argument("--bootstrap", help="bootstrap resamples (default 1000)")
+    gate.add_argument("--seed", help="seed of sub-sampling, bootstrap and sampled generation (default 0)")
+    gate.add_argument("--normalize", help="accuracy/exact_match normalisation: comma list of strip, lower, punct, "
+                      "articles, whitespace (or none)")
+    gate.add_argument("--match", choices=["exact", "prefix", "contains"], help="accuracy/exact_match: how the "
+                      "normalised prediction must match the reference")
+    gate.add_argument("--price-input", dest="price_input", type=float, help="price per 1k prompt tokens (cost)")
+    gate.add_argument("--price-output", dest="price_output", type=float, help="price per 1k output tokens (cost)")
+    return p
+
+
+def gate_config(args):
+    from llmops.eval.config import build_config, effect_amount, set_gate_option
+    from llmops.eval.metrics import resolve_names
+
+    config = build_config(args.thresholds)
+    for key in ("alpha", "min_samples", "on_inconclusive", "bootstrap", "seed"):
+        if getattr(args, key) not in (None, ""):
+            set_gate_option(config, key, getattr(args, key), f"--{key.replace('_', '-')}")
+    for part in [x for x in re.split(r"[,\n]", args.min_effect or "") if x.strip()]:
+        name, sep, amount = part.partition("=")
+        if not sep:
+            raise UsageError(f"malformed --min-effect {part.strip()!r}", "write metric=amount, e.g. bleu=1 or "
+                             "perplexity=2%")
+        for metric in resolve_names([name]):
+            effect_amount(amount, 1.0, metric)
+            config.min_effect[metric] = amount.strip()
+    for key, value in (("input_per_1k_tokens", args.price_input), ("output_per_1k_tokens", args.price_output)):
+        if value is not None:
+            config.prices[key] = value
+    for metric in ("accuracy", "exact_match"):
+        for opt in ("normalize", "match"):
+            if getattr(args, opt):
+                config.metric_options.setdefault(metric, {})[opt] = getattr(args, opt)
+    return config
+
+
+def make_backend(args):
+    chosen = [name for name in ("model_dir", "endpoint", "predictions") if getattr(args, name)]
+    if len(chosen) != 1:
+        raise UsageError("give exactly one of --model_dir, --endpoint or --predictions"
+                         + (f" (got {', '.join('--' + c for c in chosen)})" if chosen else ""),
+                         "model_dir evaluates a local model, endpoint a deployed one, predictions a file of outputs")
+    if args.temperature < 0 or not 0 < args.top_p <= 1:
+        raise UsageError("--temperature must be >= 0 and --top-p in (0, 1]")
+    if args.model_dir:
+        from llmops.eval.backends.local import LocalBackend
+
+        return LocalBackend(args.model_dir, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+                            temperature=args.temperature, top_p=args.top_p, seed=args.seed_value,
+                            device=args.device)
+    if args.endpoint:
+        from llmops.eval.backends.endpoint import EndpointBackend
+
+        return EndpointBackend(args.endpoint, model=args.endpoint_model, max_new_tokens=args.max_new_tokens,
+                               temperature=args.temperature, top_p=args.top_p, concurrency=args.concurrency,
+                               timeout=args.timeout, retries=args.retries, api_key_env=args.api_key_env)
+    return None
+
+
+def main(argv=None) -> int:
+    args = gha.parse_args(build_parser(), argv)
+    if not args.eval_data:
+        raise UsageError("--eval_data is required", "pass the eval JSONL ({prompt, reference} rows)")
+    from llmops.eval.backends import Generation, Generations
+    from llmops.eval.data import load_eval_data, load_predictions
+    from llmops.eval.gate import Baseline, exit_code
+    from llmops.eval.metrics import resolve_names
+    from llmops.eval.report import outputs, summary
+    from llmops.eval.runner import (
+        build_run,
+        build_verdict,
+        compute_metrics,
+        read_model_info,
+        write_json,
+        write_predictions,
+    )
+
+    config = gate_config(args)
+    args.seed_value = config.seed
+    requested = resolve_names([m for m in (args.metrics or "").split(",")] + config.metrics)
+    requested += [m for m in config.thresholds if m not in requested]
+    if not requested:
+        raise UsageError("no metrics to compute", "pass --metrics, e.g. accuracy,bleu,rouge")
+    backend = make_backend(args)  # flags are checked before any file is read or model loaded
+    baseline = Baseline.load(args.baseline) if args.baseline else None
+    data = load_eval_data(args.eval_data, sample_size=args.sample_size, seed=config.seed)
+    ref_scores = None
+    if backend is None:
+        rows = load_predictions(args.predictions, data.samples)
+        gens = Generations([Generation(r["prediction"], r["latency_s"], r["prompt_tokens"], r["output_tokens"])
+                            for r in rows], None, {"backend": "predictions", "path": args.predictions})
+        model = {"predictions": args.predictions}
+    else:
+        gens = backend.generate(data.samples)
+        if backend.name == "local" and {"perplexity", "loss"} & set(requested):
+            ref_scores = backend.score(data.samples)
+        info = read_model_info(args.model_dir)
+        model = {"version": info.get("model_version") or info.get("version"), "path": args.model_dir,
+                 "endpoint": args.endpoint, "info": info}
+        model = {k: v for k, v in model.items() if v}
+    run = build_run(data, gens, ref_scores=ref_scores, prices=config.prices, backend=gens.info["backend"])
+    results, skipped = compute_metrics(run, requested, config)
+    verdict = build_verdict(data=data, gens=gens, results=results, skipped=skipped, config=config,
+                            baseline=baseline, model=model)
+    path = str(write_json(args.report, verdict))
+    if args.predictions_out:
+        write_predictions(args.predictions_out, data, gens)
+    summary(verdict, path).write()
+    for name, m in verdict["metrics"].items():
+        if m["status"] != "pass":
+            (gha.error if m["status"] == "fail" else gha.warning)(f"{name}: " + "; ".join(m["reasons"]))
+    gha.set_outputs(outputs(verdict, path))
+    return exit_code(verdict["result"], config)
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_script(main, title="evaluate-and-gate"))

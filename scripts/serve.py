@@ -1,0 +1,97 @@
+"""Run the reference model server on a local model folder (or the echo fake) until SIGTERM / Ctrl-C.
+
+    python scripts/serve.py --model-dir out/model --port 8000 [--prices prices.yaml]
+    python scripts/serve.py --echo --model-version drill-v2 --port 0      # no torch: load tests, canary drills
+
+Prints ``llmops-serve listening on http://HOST:PORT`` once bound (/health answers 503 until the model is loaded),
+logs JSON lines to stderr, exits 0 on SIGTERM, 2 when the model folder or a flag is wrong. Fault injection:
+LLMOPS_FAULT_ERROR_RATE, LLMOPS_FAULT_SEED, LLMOPS_FAULT_LATENCY_MS, LLMOPS_FAULT_QUALITY_SCORE (see
+llmops/serve/faults.py).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+
+from llmops import gha
+from llmops.cli import run_script
+from llmops.errors import UsageError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="OpenAI-compatible model server with Prometheus metrics.")
+    src = p.add_argument_group("model")
+    src.add_argument("--model-dir", help="model folder written by the train action (config.json, safetensors, "
+                                         "tokenizer, llmops-model.json)")
+    src.add_argument("--echo", action="store_true", help="serve the deterministic echo fake instead of a model")
+    src.add_argument("--echo-token-ms", type=float, default=0.0, help="echo mode: delay per generated word")
+    src.add_argument("--model-version", help="version label (default: llmops-model.json, else the folder name)")
+    src.add_argument("--model-name", help="served model name (default: llmops-model.json, else the folder name)")
+    src.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    net = p.add_argument_group("server")
+    net.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 in a container)")
+    net.add_argument("--port", type=gha.positive_int, default=8000, help="port (0: any free port)")
+    net.add_argument("--max-tokens", type=gha.positive_int, default=16, help="default max_tokens per request")
+    net.add_argument("--load-timeout", type=float, default=600.0, help="seconds to wait for the model to load")
+    mon = p.add_argument_group("monitoring")
+    mon.add_argument("--prices", help="price table (YAML/JSON) for the cost metrics")
+    mon.add_argument("--quality-score", type=float, help="initial value of the online quality gauge (0..1)")
+    mon.add_argument("--quality-window", type=gha.positive_int, default=100,
+                     help="feedback scores averaged by the quality gauge")
+    mon.add_argument("--log-content", action="store_true",
+                     help="log prompt and response text (default: only lengths and sha256 hashes)")
+    return p
+
+
+def main(argv=None) -> int:
+    args = gha.parse_args(build_parser(), argv)
+    if args.echo == bool(args.model_dir):
+        raise UsageError("give exactly one of --model-dir DIR or --echo",
+                         "--model-dir serves a trained model; --echo serves the fake generator for drills")
+    if args.quality_score is not None and not 0 <= args.quality_score <= 1:
+        raise UsageError(f"--quality-score must be from 0 to 1, got {args.quality_score}")
+    if args.max_tokens < 1:
+        raise UsageError("--max-tokens must be at least 1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    from llmops.monitoring.cost import PriceTable
+    from llmops.monitoring.logs import RequestLogger
+    from llmops.serve.faults import Faults
+    from llmops.serve.generators import EchoGenerator, TransformersGenerator, read_model_info
+    from llmops.serve.server import ModelServer
+
+    log = RequestLogger("llmops.serve", log_content=args.log_content)
+    faults = Faults.from_env()
+    prices = PriceTable.load(args.prices) if args.prices else None
+    if args.echo:
+        generator = EchoGenerator(token_delay_s=max(0.0, args.echo_token_ms) / 1000.0)
+    else:
+        generator = TransformersGenerator(args.model_dir, device=args.device)
+    info = read_model_info(args.model_dir, version=args.model_version, name=args.model_name,
+                           warn=lambda msg: log.event("model_info_warning", message=msg))
+    try:
+        server = ModelServer(generator, info, host=args.host, port=args.port, faults=faults, prices=prices,
+                             logger=log, default_max_tokens=args.max_tokens, quality_score=args.quality_score,
+                             quality_window=max(1, args.quality_window))
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
+                         "pick a free port with --port (0 picks one)") from None
+    server.start()
+    try:
+        print(f"llmops-serve listening on {server.url} (model {info.name}, version {info.version})", flush=True)
+        server.wait_ready(args.load_timeout)
+        print(f"llmops-serve ready: {info.version}", flush=True)
+        threading.Event().wait()  # until SIGTERM / Ctrl-C (run_script turns SIGTERM into KeyboardInterrupt)
+    except KeyboardInterrupt:
+        log.event("shutdown", model_version=info.version)
+        return 0
+    finally:
+        server.stop()
+        sys.stdout.flush()
+    return 0  # pragma: no cover - the wait above only ends with an exception
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_script(main, title="serve"))

@@ -1,0 +1,1 @@
+"""Integration tests: real control plane + real Prometheus (fixtures from tests/conftest.py), real model servers."""

@@ -1,0 +1,137 @@
+"""The runner's flow on in-memory Deployments (replicas provider): rollback, promote, resume, and that a crash or
+a cancel always leaves the traffic on stable. The same flows against real servers: tests/integration."""
+from __future__ import annotations
+
+import pytest
+
+from llmops.canary import state
+from llmops.canary.analysis import AnalysisConfig, Limits
+from llmops.canary.decision import Policy
+from llmops.canary.routers import Target
+from llmops.canary.routers.replicas import ORIGINAL
+from llmops.canary.runner import CanaryConfig, CanaryRun
+from llmops.errors import InfraError, UsageError
+from tests.unit.canary_fakes import FakeKube, FakeProm, counts, deployment
+
+GOOD = counts(400, 1, 3600, 10)
+BAD = counts(400, 60, 3600, 10)
+
+
+def setup(values, mode="run", steps=(10, 50, 100), sleep=None, **policy):
+    kube = FakeKube({"llm-stable": deployment("llm-stable", "v1", 10, "model:v1"),
+                     "llm-canary": deployment("llm-canary", "v2", 0, "model:v2")})
+    prom = FakeProm(values)
+    cfg = CanaryConfig(target=Target("prod", "llm-stable", "llm-canary"), provider="replicas", mode=mode,
+                       interval=5, policy=Policy(steps=steps, **policy),
+                       analysis=AnalysisConfig(limits={"error_rate": Limits(0.05, 0.2)}), version_label="version")
+    run = CanaryRun(cfg, kube, prom, sleep=sleep or (lambda s: None), log=lambda t: None, promoter=fake_promote)
+    return run, kube, prom
+
+
+def fake_promote(kube, namespace, stable, canary, *, container, timeout, log):
+    """Stands in for kubectl-promote (exercised for real in tests/integration): the canary's image on stable."""
+    image = kube.deployments[canary]["spec"]["template"]["spec"]["containers"][0]["image"]
+    kube.patch_deployment(namespace, stable, {"spec": {"template": {"spec": {"containers": [
+        {"name": "server", "image": image}]}}}})
+    return {"deployment": stable, "image": image}
+
+
+def replicas(kube):
+    return kube.deployments["llm-stable"]["spec"]["replicas"], kube.deployments["llm-canary"]["spec"]["replicas"]
+
+
+def test_bad_canary_rolls_back_and_leaves_stable_whole():
+    run, kube, _ = setup(BAD, failure_limit=1)
+    assert run.execute() == "rollback"
+    assert len(run.windows) == 2 and run.final_weight == 0
+    assert replicas(kube) == (10, 0)
+    assert ORIGINAL not in kube.deployments["llm-stable"]["metadata"]["annotations"]
+    assert state.load(kube, "prod", "llm-canary").phase == "rolled_back"
+    assert run.actions[0] == "canary weight set to 0"
+    # A re-run of the same version does not start over by itself.
+    rerun = CanaryRun(run.cfg, kube, FakeProm(BAD), sleep=lambda s: None, log=lambda t: None)
+    assert rerun.execute() == "rollback" and "already rolled back" in rerun.decision.reason
+
+
+def test_healthy_canary_is_promoted():
+    run, kube, _ = setup(GOOD)
+    seen = []
+    run.sleep = lambda s: seen.append(replicas(kube))
+    assert run.execute() == "promote"
+    assert seen == [(9, 1), (5, 5), (0, 10)]  # 10 %, 50 %, 100 % of the pods
+    stable = kube.deployments["llm-stable"]
+    assert stable["spec"]["template"]["spec"]["containers"][0]["image"] == "model:v2"
+    assert replicas(kube) == (10, 0)
+    assert "Deployment llm-stable promoted to v2 through kubectl-promote (model:v2)" in run.actions
+    assert state.load(kube, "prod", "llm-canary").phase == "promoted"
+
+
+def test_prometheus_down_mid_run_returns_traffic_and_keeps_progress_for_resume():
+    run, kube, prom = setup(GOOD)
+
+    def sleep(_):
+        if run.progress.step_index == 1:  # second step: Prometheus goes away
+            prom.down = True
+    run.sleep = sleep
+    with pytest.raises(InfraError):
+        run.execute()
+    assert replicas(kube) == (10, 0) and run.final_weight == 0
+    saved = state.load(kube, "prod", "llm-canary")
+    assert saved.phase == "interrupted" and saved.weight == 50
+    resumed, _, _ = setup(GOOD)
+    weights = []
+    resumed = CanaryRun(resumed.cfg, kube, FakeProm(GOOD), sleep=lambda s: weights.append(replicas(kube)),
+                        log=lambda t: None, promoter=fake_promote)
+    assert resumed.execute() == "promote"
+    assert weights[0] == (5, 5) and "resumed at 50%" in resumed.actions[0]
+
+
+def test_cancel_during_a_window_routes_to_stable():
+    def cancel(_):
+        raise KeyboardInterrupt
+    run, kube, _ = setup(GOOD, sleep=cancel)
+    with pytest.raises(KeyboardInterrupt):
+        run.execute()
+    assert replicas(kube) == (10, 0)
+    assert state.load(kube, "prod", "llm-canary").phase == "interrupted"
+
+
+def test_prometheus_down_before_start_is_infra_and_routes_to_stable():
+    run, kube, prom = setup(GOOD)
+    prom.down = True
+    with pytest.raises(InfraError):
+        run.execute()
+    assert replicas(kube) == (10, 0) and run.actions == ["interrupted: all traffic returned to stable"]
+    assert state.load(kube, "prod", "llm-canary").step_index == 0  # a re-run starts at the first weight
+
+
+def test_prometheus_down_when_resuming_a_canary_with_traffic_routes_it_back():
+    run, kube, _ = setup(GOOD, mode="step")
+    assert run.execute() == "continue" and replicas(kube) == (9, 1)  # left at 10 % for the next step
+    again = CanaryRun(run.cfg, kube, FakeProm(GOOD), sleep=lambda s: None, log=lambda t: None)
+    again.prom.down = True
+    with pytest.raises(InfraError):
+        again.execute()
+    assert replicas(kube) == (10, 0) and "interrupted: all traffic returned to stable" in again.actions
+
+
+def test_step_mode_analyses_one_window_and_keeps_the_weight():
+    run, kube, _ = setup(counts(10, 0, 90, 0), mode="step")
+    assert run.execute() == "continue"
+    assert len(run.windows) == 1 and run.windows[0]["outcome"] == "inconclusive"
+    assert replicas(kube) == (9, 1)  # still at 10 %, waiting for traffic
+    run2 = CanaryRun(run.cfg, kube, FakeProm(GOOD), sleep=lambda s: None, log=lambda t: None)
+    assert run2.execute() == "continue" and run2.progress.weight == 50 and run2.decision.advanced
+
+
+def test_run_pauses_after_too_many_inconclusive_windows():
+    run, kube, _ = setup(counts(3, 0, 30, 0), inconclusive_limit=2)
+    assert run.execute() == "continue" and run.decision.paused and len(run.windows) == 3
+
+
+def test_same_version_on_both_sides_is_a_usage_error():
+    run, kube, _ = setup(GOOD)
+    kube.deployments["llm-canary"]["spec"]["template"]["metadata"]["labels"]["version"] = "v1"
+    with pytest.raises(UsageError, match="both have version 'v1'"):
+        run.execute()
+    assert replicas(kube) == (10, 0)
