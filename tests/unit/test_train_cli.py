@@ -38,9 +38,9 @@ def train(tmp_path: Path, *args: str, env: dict | None = None, wait: bool = True
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), "GITHUB_OUTPUT": str(tmp_path / "out.txt"),
                 "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"), **(env or {})}
     cmd = [sys.executable, str(ROOT / "scripts/train.py"), *args]
-    if not wait:  # output to a file: an unread pipe fills up and stalls the child
+    if not wait:  # output goes to a file: a pipe nobody reads would stall a long run
         with open(tmp_path / "train.log", "w") as log:
-            return subprocess.Popen(cmd, cwd=tmp_path, env=full_env, stdout=log, stderr=subprocess.STDOUT, text=True)
+            return subprocess.Popen(cmd, cwd=tmp_path, env=full_env, stdout=log, stderr=subprocess.STDOUT)
     proc = subprocess.run(cmd, cwd=tmp_path, env=full_env, capture_output=True, text=True, timeout=300)
     proc.outputs = read_outputs(tmp_path / "out.txt")
     return proc
@@ -133,15 +133,17 @@ def test_a_killed_run_leaves_no_complete_looking_folder_and_resumes_from_latest(
     proc = train(tmp_path, *args, "--max-steps", "100000", wait=False)
     try:
         deadline = time.monotonic() + 240
-        while not (tmp_path / "out.checkpoints/step-00000003").exists():
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "train.log").read_text()
-            time.sleep(0.1)
+        while not list((tmp_path / "out.checkpoints").glob("step-*")):  # a complete checkpoint exists
+            if proc.poll() is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)  # what a cancelled workflow step gets
         proc.wait(timeout=120)
-        output = (tmp_path / "train.log").read_text()
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
+    output = (tmp_path / "train.log").read_text()
     assert proc.returncode == 130, output
     assert not (tmp_path / "out").exists()
     assert not (tmp_path / "out.partial/llmops-model.json").exists()
