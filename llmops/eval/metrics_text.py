@@ -133,8 +133,22 @@ def chrf_from_sums(totals: np.ndarray, order: int, beta: float = 2.0) -> np.ndar
     return score
 
 
+class _SacreBLEU(Metric):
+    """Corpus metrics from sacrebleu's per-sentence sufficient statistics (one row per sample), so bootstrap
+    resamples and paired tests re-aggregate sums instead of re-scoring text. Subclasses give ``_scorer``."""
+
+    def _scorer(self):
+        raise NotImplementedError
+
+    def compute(self, run: EvalRun) -> MetricValue:
+        scorer = self._scorer()
+        stats = np.asarray(scorer._extract_corpus_statistics(run.predictions, [run.references]), dtype=float)
+        stats = stats.reshape(len(run), -1)
+        return MetricValue(self.aggregate(stats) if len(run) else float("nan"), stats)
+
+
 @register
-class BLEU(Metric):
+class BLEU(_SacreBLEU):
     name = "bleu"
     test = "bootstrap"
     default_min_effect = 1.0
@@ -150,12 +164,6 @@ class BLEU(Metric):
             raise UsageError(f"metric bleu: bad option ({exc})", "tokenize is one of sacrebleu's tokenizers: "
                              "13a, intl, zh, ja-mecab, char, none, flores101, spm") from None
 
-    def compute(self, run: EvalRun) -> MetricValue:
-        scorer = self._scorer()
-        stats = np.asarray(scorer._extract_corpus_statistics(run.predictions, [run.references]), dtype=float)
-        stats = stats.reshape(len(run), -1)
-        return MetricValue(self.aggregate(stats) if len(run) else float("nan"), stats)
-
     def from_sums(self, totals: np.ndarray, counts: np.ndarray) -> np.ndarray:
         return bleu_from_sums(totals)
 
@@ -166,7 +174,7 @@ class BLEU(Metric):
 
 
 @register
-class ChrF(Metric):
+class ChrF(_SacreBLEU):
     name = "chrf"
     test = "bootstrap"
     default_min_effect = 1.0
@@ -179,12 +187,6 @@ class ChrF(Metric):
         o = self.options
         return sacrebleu.CHRF(char_order=int(o["char_order"]), word_order=int(o["word_order"]), beta=int(o["beta"]),
                               lowercase=bool(o["lowercase"]))
-
-    def compute(self, run: EvalRun) -> MetricValue:
-        scorer = self._scorer()
-        stats = np.asarray(scorer._extract_corpus_statistics(run.predictions, [run.references]), dtype=float)
-        stats = stats.reshape(len(run), -1)
-        return MetricValue(self.aggregate(stats) if len(run) else float("nan"), stats)
 
     def from_sums(self, totals: np.ndarray, counts: np.ndarray) -> np.ndarray:
         return chrf_from_sums(totals, int(self.options["char_order"]) + int(self.options["word_order"]),

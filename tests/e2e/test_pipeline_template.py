@@ -23,7 +23,7 @@ import pytest
 
 from tests.e2e.actrun import ROOT, run_workflow
 from tests.infra import tools
-from tests.infra.traffic import ModelPods, Splitter
+from tests.infra.traffic import ModelPods, Splitter, nginx_canary_weight
 
 pytestmark = [pytest.mark.k8s, pytest.mark.prometheus, pytest.mark.act, pytest.mark.slow]
 IMAGE = "registry.example/llm-server:1"
@@ -96,12 +96,7 @@ class World:
         return repo
 
     def canary_weight(self) -> int:
-        items = {i.metadata.name: i for i in self.net.list_namespaced_ingress(self.prod_ns, _request_timeout=5).items}
-        canary = items.get("llm-canary")
-        ann = (canary.metadata.annotations or {}) if canary else {}
-        if ann.get("nginx.ingress.kubernetes.io/canary") != "true":
-            return 0
-        return int(ann.get("nginx.ingress.kubernetes.io/canary-weight", 0))
+        return nginx_canary_weight(self.net, self.prod_ns)
 
     def version(self, ns: str, name: str) -> str:
         dep = self.apps.read_namespaced_deployment(name, ns)

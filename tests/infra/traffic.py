@@ -23,6 +23,17 @@ from tests.infra import tools
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def nginx_canary_weight(net, namespace: str, route: str = "llm") -> int:
+    """The canary share an NGINX ingress controller would apply: the ``<route>-canary`` Ingress's canary-weight
+    annotation when it is marked canary, else 0 (read independently of llmops.canary)."""
+    items = {i.metadata.name: i for i in net.list_namespaced_ingress(namespace, _request_timeout=5).items}
+    canary = items.get(f"{route}-canary")
+    ann = (canary.metadata.annotations or {}) if canary else {}
+    if ann.get("nginx.ingress.kubernetes.io/canary") != "true":
+        return 0
+    return int(ann.get("nginx.ingress.kubernetes.io/canary-weight", 0))
+
+
 class EchoServer:
     def __init__(self, tmp: Path, version: str, faults: dict[str, str]):
         self.port = tools.free_port()

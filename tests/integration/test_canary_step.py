@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.infra import tools
-from tests.infra.traffic import EchoServer, Splitter
+from tests.infra.traffic import EchoServer, Splitter, nginx_canary_weight
 
 pytestmark = [pytest.mark.k8s, pytest.mark.prometheus, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,11 +69,7 @@ class Canary:
         """The canary's share as the traffic object says it, read independently of llmops.canary."""
         ns = self.ns
         if self.provider == "nginx":
-            items = {i.metadata.name: i for i in self.net.list_namespaced_ingress(ns, _request_timeout=5).items}
-            canary = items.get("llm-canary")
-            ann = (canary.metadata.annotations or {}) if canary else {}
-            return int(ann.get("nginx.ingress.kubernetes.io/canary-weight", 0)) if ann.get(
-                "nginx.ingress.kubernetes.io/canary") == "true" else 0
+            return nginx_canary_weight(self.net, ns)
         if self.provider == "replicas":
             s, c = (self.apps.read_namespaced_deployment(n, ns, _request_timeout=5).spec.replicas
                     for n in ("llm-stable", "llm-canary"))
