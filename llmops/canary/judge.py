@@ -243,3 +243,13 @@ def _gauge(name: str, lim: Limits, vc, vs, n_c: int, n_s: int, min_requests: int
                                f"{'higher' if higher_worse else 'lower'}")
     check.update(outcome="fail" if reasons else "pass", reason="; ".join(reasons) or "within limits")
     return check
+
+
+def evidence(window: dict) -> dict:
+    """Per check, the evidence pooled over the whole canary as of ``window`` (a judged window)."""
+    out = {}
+    for c in window.get("checks") or []:
+        out[c["name"]] = {"outcome": c["outcome"], "counts_as": c.get("counts_as"), "reason": c["reason"],
+                          **({"pooled": c["evidence"]} if "evidence" in c else {"values": c.get("values")}),
+                          "notes": c.get("notes") or []}
+    return out

@@ -12,8 +12,8 @@ from llmops.errors import InfraError
 def kind_of(promql: str) -> str:
     if 'status="error"' in promql:
         return "errors"
-    for needle, kind in (("increase(llm_requests_total", "requests"), ("llm_request_duration", "latency_p99"),
-                         ("time_to_first", "ttft_p95"), ("llm_cost", "cost_per_request"), ("quality", "quality")):
+    for needle, kind in (("increase(llm_requests_total", "requests"), ("llm_request_duration", "latency_seconds"),
+                         ("time_to_first", "ttft_seconds"), ("llm_cost", "cost_per_request"), ("quality", "quality")):
         if needle in promql:
             return kind
     raise AssertionError(promql)
@@ -38,6 +38,9 @@ class FakeProm:
         self.seen.append(promql)
         version = re.search(r'model_version="([^"]*)"', promql).group(1)
         return self.values.get((kind_of(promql), version))
+
+    def query_buckets(self, promql: str, at=None):
+        return self.query_value(promql, at)
 
 
 def counts(canary_n, canary_e, stable_n, stable_e, canary="v2", stable="v1") -> dict:
