@@ -130,7 +130,7 @@ def test_histograms_become_counts():
     assert buckets.tail_bound(h, s, 0.99) == 0.5
     fast = buckets.parse({"0.5": 100, "1": 100, "+Inf": 100}, "fast")
     assert buckets.tail_bound(fast, fast, 0.99) == 0.5  # every request in the first bucket
-    for raw, message in [({"0.5": 3}, "no \"+Inf\""), ({"x": 1, "+Inf": 2}, "not a number"),
+    for raw, message in [({"0.5": 3}, "no .*Inf"), ({"x": 1, "+Inf": 2}, "not a number"),
                          ({"+Inf": -1}, ">= 0"), ([], "an object")]:
         with pytest.raises(ValueError, match=message):
             buckets.parse(raw, "canary")
