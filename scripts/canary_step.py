@@ -8,6 +8,7 @@ returned to stable first). See docs/actions/canary-step.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
@@ -180,6 +181,7 @@ def what_if(args: argparse.Namespace) -> int:
     if not args.windows:
         raise UsageError("mode what-if needs windows: a file of JSON lines or a canary-report.json (- = stdin)")
     analysis, policy = judge_config(args)
+    analysis = dataclasses.replace(analysis, histograms_optional=True)  # the protocol: each histogram optional
     name = "stdin" if args.windows == "-" else args.windows
 
     def emit(record: dict) -> None:

@@ -67,6 +67,7 @@ class AnalysisConfig:
     on_no_data: str = "fail"
     limits: dict[str, Limits] = field(default_factory=dict)
     templates: dict[str, str] = field(default_factory=dict)
+    histograms_optional: bool = False  # what-if input: a histogram absent on both sides is "not measured"
 
     def sequential_tests(self) -> int:
         """How many rejection tests share alpha (Bonferroni)."""
@@ -122,7 +123,10 @@ def judge(counts: dict, evidence: dict, cfg: AnalysisConfig, weight: float, min_
             else:
                 window = _tail(name, lim, c, s, n_c, n_s)
             check = _sequential(name, lim, cfg, a_test, ev, window, weight)
-        if check["outcome"] == "no_data":
+        if check["outcome"] == "no_data" and cfg.histograms_optional and name in HISTOGRAM_CHECKS and \
+                c.get(HISTOGRAM_CHECKS[name][0]) is None and s.get(HISTOGRAM_CHECKS[name][0]) is None:
+            check["counts_as"] = "not_evaluated"
+        elif check["outcome"] == "no_data":
             check["counts_as"] = {"fail": "fail", "wait": "wait", "pass": "not_evaluated"}[cfg.on_no_data]
         else:
             check["counts_as"] = check["outcome"]

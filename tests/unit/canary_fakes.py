@@ -56,6 +56,7 @@ class FakeKube:
         self.calls = 0
         self.log: list[tuple] = []
         self.fail_after: int | None = None
+        self.on_patch = None  # called before each patch (e.g. to deliver signals in the middle of a cleanup)
 
     def _tick(self):
         self.calls += 1
@@ -70,6 +71,8 @@ class FakeKube:
 
     def patch_deployment(self, namespace, name, body):
         self._tick()
+        if self.on_patch:
+            self.on_patch(name, body)
         _merge(self.deployments[name], body)
         self.log.append(("patch", name, body))
         return copy.deepcopy(self.deployments[name])
