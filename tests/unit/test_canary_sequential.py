@@ -39,7 +39,7 @@ def canaries(p_canary: float, p_stable: float, n: int, looks: int, seed: int, ru
 @pytest.mark.parametrize("bursty", [False, True])
 def test_repeated_looks_do_not_inflate_false_rollbacks(bursty):
     # The canary sits exactly on the tolerated limit (1.2 x the stable's rate): the least favourable null.
-    runs = list(canaries(0.012, 0.01, 1500, LOOKS, seed=5, bursty=bursty))
+    runs = list(canaries(0.012, 0.01, 1000, LOOKS, seed=5, bursty=bursty))
     rate = np.mean([r is not None for r, _ in runs])
     assert rate <= RULE.alpha, f"{rate:.2%} of canaries falsely rejected over {LOOKS} looks"
 
@@ -48,10 +48,10 @@ def test_the_per_window_test_looked_at_every_window_does_inflate_them():
     # The building block alone, repeated: what the pooled test replaces (per window it keeps alpha, per canary not).
     rng = np.random.default_rng(9)
     hits = 0
-    for _ in range(60):
+    for _ in range(40):
         ec, es = rng.binomial(200, 0.01, LOOKS), rng.binomial(1800, 0.01, LOOKS)
         hits += any(stats.worse_than(int(a), 200, int(b), 1800, 0.0, 0.01).worse for a, b in zip(ec, es, strict=True))
-    assert hits / 60 > 0.05
+    assert hits / 40 > 0.05
 
 
 def test_bad_canaries_are_caught_and_rarely_accepted():
@@ -59,7 +59,7 @@ def test_bad_canaries_are_caught_and_rarely_accepted():
     caught = np.mean([r is not None and (a is None or r <= a) for r, a in runs])
     assert caught >= 0.95, f"2x canary rejected before accepted in only {caught:.1%}"
     # Exactly at rho_bad the acceptance side is the null: accepted at most beta of the time.
-    at_bad = list(canaries(0.02, 0.01, 1500, LOOKS, seed=7, rule=RelativeRule(0.2, 1.0, 1e-9, 0.01)))
+    at_bad = list(canaries(0.02, 0.01, 1000, LOOKS, seed=7, rule=RelativeRule(0.2, 1.0, 1e-9, 0.01)))
     assert np.mean([a is not None for _, a in at_bad]) <= 0.01
 
 

@@ -2,12 +2,19 @@
 Prometheus; one line out per window as soon as it is judged; a bad line is exit 2 with its line number."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from llmops.canary import whatif
+from llmops.canary.decision import Policy
+from llmops.canary.judge import AnalysisConfig, Limits
+from llmops.errors import InputError
 from tests.unit.test_canary_cli import ROOT, SCRIPT
 
 
@@ -80,17 +87,28 @@ def test_each_window_is_written_as_soon_as_it_is_judged(tmp_path):
 
 
 def test_a_bad_line_is_exit_2_with_its_line_number(tmp_path):
-    for bad, message in [("{not json", "stdin line 2: not a JSON object"),
-                         (json.dumps({"canary": {"requests": 5, "errors": 9}}), "line 2: canary has more errors"),
-                         (json.dumps({"canary": {"requests": 5, "latency_seconds": {"1": 3}},
-                                     "stable": {"requests": 95}}), "line 2: canary latency_seconds: histogram has no"),
-                         (json.dumps({"canary": {"requests": 5, "latency": 1}}), "unknown canary keys"),
-                         (json.dumps({"canary": {"requests": 5}}), "line 2: no requests series for the stable"),
-                         (json.dumps({"stable": {}}), "line 2: a window needs a \"canary\" object")]:
-        proc = what_if(["--windows", "-"], line(100, 1, 1900, 19) + "\n" + bad + "\n", tmp_path)
-        assert proc.returncode == 2, (bad, proc.stdout, proc.stderr)
-        assert message in proc.stdout and "Traceback" not in proc.stderr
-        assert len(records(proc)) == 1  # the good first window was still reported
+    proc = what_if(["--windows", "-"], line(100, 1, 1900, 19) + "\n{not json\n", tmp_path)
+    assert proc.returncode == 2 and "stdin line 2: not a JSON object" in proc.stdout
+    assert "Traceback" not in proc.stderr and len(records(proc)) == 1  # the good first window was still reported
+
+
+@pytest.mark.parametrize("bad,message", [
+    ({"canary": {"requests": 5, "errors": 9}}, "line 2: canary has more errors"),
+    ({"canary": {"requests": 5, "latency_seconds": {"1": 3}}, "stable": {"requests": 95}},
+     "line 2: canary latency_seconds: histogram has no"),
+    ({"canary": {"requests": 5, "latency": 1}}, "unknown canary keys"),
+    ({"canary": {"requests": 5}}, "line 2: no requests series for the stable"),
+    ({"stable": {}}, "line 2: a window needs a \"canary\" object"),
+    ({"canary": {"requests": -1}}, "canary.requests must be a number >= 0"),
+])
+def test_bad_windows_name_their_line(bad, message):
+    stream = io.StringIO(line(100, 1, 1900, 19) + "\n" + json.dumps(bad) + "\n")
+    seen = []
+    cfg = AnalysisConfig(limits={"error_rate": Limits(0.05, 0.2), "latency_p99": Limits(None, 0.5)},
+                         histograms_optional=True)
+    with pytest.raises(InputError) as exc:
+        whatif.replay(whatif.read_windows(stream, "stdin"), cfg, Policy(), seen.append, "stdin")
+    assert message in exc.value.message and exc.value.line == 2 and len(seen) == 1
 
 
 def test_a_canary_report_replays_under_another_policy(tmp_path):
