@@ -71,10 +71,12 @@ def test_too_many_waiting_windows_pause_and_the_budget_restarts():
     assert p.failures == 0 and p.weight == 5
 
 
-def test_a_canary_with_no_requests_series_never_passes():
+@pytest.mark.parametrize("on_no_data", ["fail", "wait", "pass"])
+def test_a_canary_with_no_requests_series_never_passes(on_no_data):
+    cfg = AnalysisConfig(on_no_data=on_no_data, limits={"error_rate": Limits(0.05, 0.2)})
     p, policy = progress(), Policy()
     for _ in range(3):
-        d = window(p, policy, None, None, 10, 0)  # too little stable traffic to call it a misconfiguration
+        d = window(p, policy, None, None, 10, 0, cfg)  # too little stable traffic to call it a misconfiguration
         assert d.outcome == "inconclusive" and "a canary requests series" in d.reason
 
 

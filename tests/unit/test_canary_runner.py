@@ -184,3 +184,25 @@ def test_same_version_on_both_sides_is_a_usage_error():
     with pytest.raises(UsageError, match="both have version 'v1'"):
         run.execute()
     assert replicas(kube) == (10, 0)
+
+
+def test_the_record_says_how_the_run_ended_and_what_is_missing():
+    from llmops.canary import report
+
+    run, kube, _ = setup(counts(3, 0, 30, 0), inconclusive_limit=2)
+    run.execute()
+    record = report.build(run)
+    text = report.summary(record).render()
+    assert record["phase"] == "paused" and record["paused"] and "(paused)" in text
+    assert "live traffic stays on a canary that is not validated yet" in text
+    assert "Still missing to decide:** 41 more canary requests at 10%" in text
+    assert "relative limit not evaluated yet" in text  # a check that cannot be evaluated says so
+    assert report.outputs(record, "r.json")["paused"] is True
+    # Prometheus goes away after a window said "continue": the record says error, like the result output.
+    run, kube, prom = setup(GOOD)
+    run.sleep = lambda _: setattr(prom, "down", run.progress.step_index == 1)
+    with pytest.raises(InfraError) as exc:
+        run.execute()
+    record = report.build(run, error=exc.value.message)
+    assert record["decision"] == "error" and record["windows"][-1]["decision"] == "continue"
+    assert record["next_weight"] is None and record["phase"] == "interrupted"
