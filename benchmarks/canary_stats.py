@@ -1,8 +1,10 @@
 """Whole simulated canaries, with policy feedback, through three judges side by side.
 
 Each canary walks the default steps (5,10,25,50,75,100); T requests per window split by the weight (canary
-round(T x w / 100), stable the rest), errors binomial, latencies lognormal (median 0.6 s, sigma 0.5) counted into
-the model server's histogram buckets; the next window's weight is what the judge decided. A canary ends at promote,
+round(T x w / 100), stable the rest), errors binomial (stable 1 %; "bursty": both versions' rate multiplied by the
+same lognormal factor each window), latencies lognormal (median 0.6 s, sigma 0.5, or 1.2 for "heavy-tail"; in
+every scenario, identical for both versions unless the title says otherwise) counted into the model server's
+histogram buckets (llmops.monitoring.metrics.LATENCY_BUCKETS); the next window's weight is what the judge decided. A canary ends at promote,
 rollback, or after --max-windows windows (no decision). Judges, all with the step's defaults (alpha 0.01,
 max-error-rate 0.05, max-error-rate-increase 0.2, max-latency-increase 0.5, min-requests 50, failure-limit 1):
 
@@ -48,6 +50,7 @@ class Scenario:
     canary_errors: float = 0.01
     burst: float = 0.0  # sigma of the shared log error-rate multiplier per window
     latency_factor: float = 1.0
+    sigma: float = SIGMA  # lognormal shape of both versions' latencies
     target: str = ""  # "frr<=1%", "promote30>=95%", "before100>=95%" ...
 
 
@@ -55,6 +58,8 @@ SCENARIOS = [
     Scenario("equal versions", 500, target="rollback<=1% promoted60>=80%"),
     Scenario("equal versions", 2000, target="rollback<=1% promoted30>=95%"),
     Scenario("equal versions", 10000, target="rollback<=1% promoted30>=95%"),
+    Scenario("equal, heavy-tail latency", 500, sigma=1.2, target="rollback<=1%"),
+    Scenario("equal, heavy-tail latency", 2000, sigma=1.2, target="rollback<=1%"),
     Scenario("equal, bursty errors", 500, burst=0.7, target="rollback<=1%"),
     Scenario("equal, bursty errors", 2000, burst=0.7, target="rollback<=1%"),
     Scenario("equal, bursty errors", 10000, burst=0.7, target="rollback<=1%"),
@@ -66,13 +71,13 @@ SCENARIOS = [
 ]
 
 
-def bucket_probs(factor: float) -> np.ndarray:
-    cdf = norm.cdf((np.log(BOUNDS) - math.log(MEDIAN * factor)) / SIGMA)
+def bucket_probs(factor: float, sigma: float) -> np.ndarray:
+    cdf = norm.cdf((np.log(BOUNDS) - math.log(MEDIAN * factor)) / sigma)
     return np.diff(np.concatenate([[0.0], cdf, [1.0]]))
 
 
-def p99_true(factor: float) -> float:
-    return MEDIAN * factor * math.exp(SIGMA * norm.ppf(0.99))
+def p99_true(factor: float, sigma: float) -> float:
+    return MEDIAN * factor * math.exp(sigma * norm.ppf(0.99))
 
 
 def histogram_quantile(q: float, counts: np.ndarray) -> np.ndarray:
@@ -98,8 +103,8 @@ def simulate(s: Scenario, judge_name: str, canaries: int, max_windows: int, seed
     outcome = np.zeros(canaries, dtype=int)  # 0 none, 1 promote, 2 rollback
     weight_at_end = np.zeros(canaries, dtype=int)
     progress = [Progress("v2", "v1", list(DEFAULT_STEPS)) for _ in range(canaries)] if judge_name == "ours" else []
-    pc_lat, ps_lat = bucket_probs(s.latency_factor), bucket_probs(1.0)
-    stable_p99 = p99_true(1.0)
+    pc_lat, ps_lat = bucket_probs(s.latency_factor, s.sigma), bucket_probs(1.0, s.sigma)
+    stable_p99 = p99_true(1.0, s.sigma)
     for t in range(max_windows):
         active = np.flatnonzero(end < 0)
         if not len(active):
@@ -186,7 +191,7 @@ def main() -> None:
     n = args.canaries or (300 if args.quick else 2000)
     print(f"{n} simulated canaries per row, steps {','.join(map(str, DEFAULT_STEPS))}, stable 1% errors, "
           f"at most {args.max_windows} windows; T = requests per window (both versions)\n")
-    head = (f"{'scenario':22} {'T':>6} {'judge':11} {'rolled back':>11} {'before 100%':>11} {'prom<=30w':>9} "
+    head = (f"{'scenario':26} {'T':>6} {'judge':11} {'rolled back':>11} {'before 100%':>11} {'prom<=30w':>9} "
             f"{'prom<=60w':>9} {'no decision':>11} {'median w':>8}  target (ours)")
     print(head)
     print("-" * len(head))
@@ -197,7 +202,7 @@ def main() -> None:
         for judge_name in ("ours", "per-window", "flagger"):
             r = simulate(s, judge_name, n, args.max_windows, seed=1000 + k)
             verdict = f"{s.target}: {check_target(s.target, r)}" if judge_name == "ours" and s.target else ""
-            print(f"{s.title:22} {s.T:>6} {judge_name:11} {r['rollback']:>11.1%} {r['before100']:>11.1%} "
+            print(f"{s.title:26} {s.T:>6} {judge_name:11} {r['rollback']:>11.1%} {r['before100']:>11.1%} "
                   f"{r['promoted30']:>9.1%} {r['promoted60']:>9.1%} {r['undecided']:>11.1%} "
                   f"{r['median_windows']:>8.0f}  {verdict}", flush=True)
         print()
