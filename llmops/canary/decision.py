@@ -127,7 +127,6 @@ def decide(progress: Progress, judged: dict, policy: Policy) -> Decision:
     if progress.successes < policy.successes:
         missing.append(f"{policy.successes - progress.successes} more windows at {weight}% (successes)")
     missing += [f"data for {c['name']} ({c['reason']}; on-no-data: wait)" for c in checks if c["counts_as"] == "wait"]
-    missing += [f"{c['name']}: {c['reason']}" for c in checks if c["kind"] == "gauge" and c["outcome"] == "pending"]
     if needs_acceptance(progress):
         for c in checks:
             if not c.get("accepted", True):

@@ -16,8 +16,9 @@ latency_p99        requests slower than a bucket bound as counts, like errors: r
                    absolute: share above the bound >= max must stay <= 1 % (it is above max iff p99 > max)
 ttft_p95           the same with q = 0.95, on the time-to-first-token histogram
 cost_per_request,  gauges, not counts: no sample size to test, so a gauge is judged only in windows where the
-quality            canary served at least min-requests, by its bare value vs the limits, and one failed window
-                   is a "failed window" that failure-limit tolerates (quality: lower is worse)
+quality            canary served at least min-requests (other windows say "not judged" and do not hold the step
+                   back), by its bare value vs the limits; a failed window is one that failure-limit tolerates
+                   (quality: lower is worse)
 =================  ==========================================================================================
 
 The sequential tests (llmops.canary.sequential) reject = roll back at once (their alpha already covers every
@@ -227,8 +228,9 @@ def _gauge(name: str, lim: Limits, vc, vs, n_c: int, n_s: int, min_requests: int
         check.update(outcome="no_data" if n_c else "pending", reason="no canary value (no series or NaN)")
         return check
     if n_c < min_requests:
-        check.update(outcome="pending", reason=f"the canary served {n_c} requests in this window, fewer than "
-                                               f"min-requests {min_requests}: a gauge that few requests is noise")
+        check.update(outcome="not_judged", reason=f"not judged in this window: the canary served {n_c} requests, "
+                                                  f"fewer than min-requests {min_requests} (a gauge of that few "
+                                                  "requests is noise)")
         return check
     reasons = []
     if lim.max is not None and (vc > lim.max if higher_worse else vc < lim.max):

@@ -87,10 +87,13 @@ def test_gauges_count_failed_windows_against_failure_limit():
     assert window(p, policy, 400, 0, 3600, 0, cfg, **bad).outcome == "fail"
     d = window(p, policy, 400, 0, 3600, 0, cfg, **bad)
     assert d.action == "rollback" and "more than failure-limit 1" in d.reason
-    # A gauge from a handful of requests is not judged at all.
+    # A gauge from a handful of requests is not judged at all (and does not hold low traffic back).
     q = progress()
-    d = window(q, Policy(), 10, 0, 3600, 0, cfg, **bad)
-    assert d.outcome == "inconclusive" and "a gauge that few requests is noise" in d.reason
+    judged = judge({"canary": {"requests": 10, "quality": 0.5}, "stable": {"requests": 3600}}, q.evidence, cfg, 5, 50)
+    assert judged["checks"][0]["outcome"] == "not_judged" and "noise" in judged["checks"][0]["reason"]
+    for _ in range(5):
+        d = window(q, Policy(), 10, 0, 3600, 0, cfg, **bad)
+    assert d.advanced and q.failures == 0
 
 
 def test_progress_round_trips_with_its_evidence_and_ignores_unknown_keys():
