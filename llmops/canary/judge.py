@@ -11,9 +11,11 @@ optional. Checks (each enabled by a limit; ``max`` absolute, ``relative`` vs the
 
 =================  ==========================================================================================
 error_rate         errors as counts: ``AbsoluteTest`` vs max, ``RelativeTest`` (margin = relative) vs stable
-latency_p99        requests slower than a bucket bound as counts, like errors: relative at the bound where both
-                   versions together have <= 1 % of their requests above it (llmops.canary.buckets.tail_bound),
-                   absolute: share above the bound >= max must stay <= 1 % (it is above max iff p99 > max)
+latency_p99        requests slower than a bucket bound as counts, like errors: relative at the bound just below
+                   both versions' p99 (the largest with >= 1 % of their requests above it, picked from their sum;
+                   llmops.canary.buckets.tail_bound), with margin = relative on the canary's share of slow
+                   requests vs the stable's; absolute: more than 1 % of the canary's requests slower than the
+                   first bound >= max (then its p99 is above max)
 ttft_p95           the same with q = 0.95, on the time-to-first-token histogram
 cost_per_request,  gauges, not counts: no sample size to test, so a gauge is judged only in windows where the
 quality            canary served at least min-requests (other windows say "not judged" and do not hold the step

@@ -164,6 +164,13 @@ def test_bad_canary_is_rolled_back_and_traffic_is_back_on_stable(canary_world, p
     assert 20 in world.load.weights and world.load.sent["canary"] > 0
     summary = world.summary_path.read_text()
     assert "xychart-beta" in summary and "rollback" in summary and "log-evidence" in summary
+    # The record replays offline through the same judge (what-if) to the same decisions.
+    replay = subprocess.run([sys.executable, str(ROOT / "scripts" / "canary_step.py"), "--mode", "what-if",
+                             "--windows", str(world.tmp / "report.json"), *FAST, *extra], capture_output=True,
+                            text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert replay.returncode == 1, replay.stdout + replay.stderr
+    assert [json.loads(x)["decision"] for x in replay.stdout.splitlines()] == [w["decision"] for w in
+                                                                               report["windows"]]
 
 
 def test_healthy_canary_is_promoted(canary_world):
