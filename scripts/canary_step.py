@@ -214,27 +214,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     kube = Kube(args.kubeconfig or None, args.context or None, namespace=args.namespace,
                 kubeconfig_data=args.kubeconfig_data or None, timeout=args.kube_timeout)
     run = CanaryRun(cfg, kube, prom)
-    try:
-        decision = run.execute()
-    except BaseException as exc:
-        cancelled = isinstance(exc, KeyboardInterrupt)
-        record = report.build(run, error="cancelled" if cancelled else
-                              str(getattr(exc, "message", exc)) or type(exc).__name__, cancelled=cancelled)
-        report.write(args.report, record)
-        if run.actions:
+    with run.signals:  # a cancel's second signal must cut neither the cleanup nor the record short
+        try:
+            decision = run.execute()
+        except BaseException as exc:
+            cancelled = isinstance(exc, KeyboardInterrupt)
+            with run.signals.cleanup():
+                record = report.build(run, error="cancelled" if cancelled else
+                                      str(getattr(exc, "message", exc)) or type(exc).__name__, cancelled=cancelled)
+                report.write(args.report, record)
+                if run.actions:
+                    report.summary(record).write()
+            raise
+        finally:
+            kube.close()
+        with run.signals.cleanup():
+            record = report.build(run)
+            report.write(args.report, record)
+            gha.set_outputs(report.outputs(record, args.report))
             report.summary(record).write()
-        raise
-    finally:
-        kube.close()
-    record = report.build(run)
-    report.write(args.report, record)
-    gha.set_outputs(report.outputs(record, args.report))
-    report.summary(record).write()
     if decision == "rollback":
         gha.error(f"canary rolled back: {record['reason']}")
         return 1
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(run_script(main, title="canary-step"))

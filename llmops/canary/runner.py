@@ -68,12 +68,16 @@ class Signals:
         self.fired = True
         raise KeyboardInterrupt
 
-    def __enter__(self) -> Signals:
-        if threading.current_thread() is threading.main_thread():
+    def __enter__(self) -> Signals:  # re-entrant: the script holds it around the run and the record
+        self._depth = getattr(self, "_depth", 0) + 1
+        if self._depth == 1 and threading.current_thread() is threading.main_thread():
             self._old = {s: signal.signal(s, self._handler) for s in (signal.SIGTERM, signal.SIGINT)}
         return self
 
     def __exit__(self, *exc) -> None:
+        self._depth -= 1
+        if self._depth:
+            return
         for s, handler in self._old.items():
             signal.signal(s, handler)
         self._old = {}
