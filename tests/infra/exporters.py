@@ -188,6 +188,7 @@ class Exporter:
     def _init_llmops(self) -> None:
         from llmops.monitoring.metrics import ServerMetrics
         self.sm = ServerMetrics(self.model)
+        self.sm.set_quality(0.9)  # as with --quality-score
         self.registry = self.sm.registry
 
     def _init_vllm(self) -> None:

@@ -12,8 +12,10 @@ series of one scrape with the same extrapolation, exactly.
 """
 from __future__ import annotations
 
+import json
 import math
 import time
+from pathlib import Path
 
 import pytest
 
@@ -202,3 +204,21 @@ def test_extras_return_a_value_for_every_preset(scraped):
         for name, template in presets.templates(kind, extras=True).items():
             if name in presets.get(kind).extras:
                 assert _value(prom, _render(template, "canary", window)) is not None, (kind, name)
+
+
+def test_grafana_dashboard_queries_answer_per_version(scraped):
+    """Every panel query of deploy/monitoring/grafana-dashboard.json, with Grafana's variables filled in, returns
+    series from the reference server's metrics; the error-rate panel tells the 10%-error canary from stable."""
+    prom, window = scraped
+    dash = json.loads((Path(__file__).resolve().parents[2] / "deploy/monitoring/grafana-dashboard.json").read_text())
+    at = _at(prom, "llmops", "canary")
+    exprs = [(panel["title"], t["expr"]) for panel in dash["panels"] for t in panel["targets"]]
+    assert len(exprs) >= 10
+    for title, expr in exprs:
+        promql = expr.replace("$__rate_interval", window).replace("$namespace", NS).replace("$version", ".*")
+        assert "$" not in promql, (title, promql)
+        result = prom.api("/api/v1/query", {"query": promql, "time": f"{at:.3f}"})["result"]
+        assert result, (title, promql)
+        if title.startswith("Error rate"):
+            rates = {r["metric"]["model_version"]: float(r["value"][1]) for r in result}
+            assert abs(rates["v2"] - 0.1) < 0.002 and rates["v1"] == 0, rates
