@@ -48,6 +48,15 @@ SELECTIONS = ("pods", "version", "explicit")
 CHECKS = ("requests", "errors", "latency_p99", "ttft_p95", "cost_per_request", "quality")
 
 
+def _geometric(start: float, factor: float, n: int) -> tuple[float, ...]:
+    """TGI's duration buckets: start x factor^k for k = 1..n, multiplied up one step at a time as TGI does."""
+    out, value = [], start
+    for _ in range(n):
+        value *= factor
+        out.append(value)
+    return tuple(out)
+
+
 def _hq(q: float, metric: str, scale: str = "") -> str:
     return f"histogram_quantile({q}, sum by (le) (rate({metric}{{{{{SEL}}}}}[{{window}}]))){scale}"
 
@@ -97,9 +106,10 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
          "latency_p99": _hq(0.99, "vllm:e2e_request_latency_seconds_bucket"),
          "ttft_p95": _hq(0.95, "vllm:time_to_first_token_seconds_bucket")},
         {"cost_per_request": "vLLM exports token counts, not cost", "quality": "vLLM has no quality metric"},
-        {"vllm:e2e_request_latency_seconds": (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0),
+        {"vllm:e2e_request_latency_seconds": (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0,
+                                              50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0),
          "vllm:time_to_first_token_seconds": (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75,
-                                              1.0, 2.5, 5.0, 7.5, 10.0)},
+                                              1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)},
         extras={"output_tokens_per_second": _rate("vllm:generation_tokens_total"),
                 "prompt_tokens_per_second": _rate("vllm:prompt_tokens_total"),
                 "inter_token_latency_p95": _hq(0.95, "vllm:inter_token_latency_seconds_bucket")},
@@ -114,7 +124,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
          "latency_p99": _hq(0.99, "tgi_request_duration_bucket")},
         {"ttft_p95": "TGI has no time-to-first-token histogram (only queue/validation/inference durations)",
          "cost_per_request": "TGI exports token counts, not cost", "quality": "TGI has no quality metric"},
-        {"tgi_request_duration": tuple(round(0.0001 * 1.5 ** k, 6) for k in range(1, 36))},
+        {"tgi_request_duration": _geometric(0.0001, 1.5, 35)},
         extras={"output_tokens_per_second": "sum(rate(tgi_request_generated_tokens_sum{{@SEL@}}[{window}]))",
                 "queue_p95": _hq(0.95, "tgi_request_queue_duration_bucket")},
         notes="TGI labels nothing with the model: pod selection is the only way. Validation, template and "
@@ -126,8 +136,10 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
          "latency_p99": _hq(0.99, "sglang:e2e_request_latency_seconds_bucket"),
          "ttft_p95": _hq(0.95, "sglang:time_to_first_token_seconds_bucket")},
         {"cost_per_request": "SGLang exports token counts, not cost", "quality": "SGLang has no quality metric"},
-        {"sglang:e2e_request_latency_seconds": (0.1, 0.2, 0.4, 0.6, 0.8, 1, 2, 4, 6, 8, 10, 20, 40, 60),
-         "sglang:time_to_first_token_seconds": (0.1, 0.2, 0.4, 0.6, 0.8, 1, 2, 4, 6, 8, 10, 20)},
+        {"sglang:e2e_request_latency_seconds": (0.1, 0.2, 0.4, 0.6, 0.8, 1, 2, 4, 6, 8, 10, 20, 40, 60, 80, 100, 200,
+                                                400, 600, 1200, 1800, 2400),
+         "sglang:time_to_first_token_seconds": (0.1, 0.2, 0.4, 0.6, 0.8, 1, 2, 4, 6, 8, 10, 20, 40, 60, 80, 100,
+                                                200, 400)},
         version_label="model_name",
         extras={"output_tokens_per_second": _rate("sglang:generation_tokens_total")},
         notes="SGLang counts finished requests and aborted ones separately; aborts (errors and client "
@@ -155,7 +167,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         {"ttft_p95": "the proxy sees whole responses, not tokens", "cost_per_request": "no cost at the proxy",
          "quality": "no quality at the proxy"},
         {"istio_request_duration_milliseconds": (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000,
-                                                 30000, 60000)},
+                                                 30000, 60000, 300000, 600000, 1800000, 3600000)},
         canary_selector='reporter="destination", destination_workload=~"{deployment}", '
                         'destination_workload_namespace=~"{namespace}"',
         stable_selector='reporter="destination", destination_workload=~"{deployment}", '

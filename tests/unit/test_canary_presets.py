@@ -78,3 +78,40 @@ def test_router_presets_select_the_proxy_view():
     nginx = presets.templates("nginx")["requests"]
     canary, stable = _render(nginx, "llm-canary"), _render(nginx, "llm-stable")
     assert 'canary=~"prod-llm-canary-[0-9]+"' in canary and 'canary="", service=~"llm-stable"' in stable
+
+
+def test_bucket_bounds_match_the_exporters_transcription_of_each_servers_source():
+    from tests.infra import exporters as ex
+
+    source = {"vllm:e2e_request_latency_seconds": ex.VLLM_E2E, "vllm:time_to_first_token_seconds": ex.VLLM_TTFT,
+              "tgi_request_duration": ex.TGI_DURATION, "sglang:e2e_request_latency_seconds": ex.SGLANG_E2E,
+              "sglang:time_to_first_token_seconds": ex.SGLANG_TTFT,
+              "nv_inference_first_response_histogram_ms": ex.TRITON_FIRST_RESPONSE_MS,
+              "istio_request_duration_milliseconds": ex.ENVOY_MS,
+              "nginx_ingress_controller_request_duration_seconds": ex.GO_DEF_BUCKETS}
+    for preset in presets.PRESETS.values():
+        for metric, bounds in preset.buckets.items():
+            if metric in source:
+                assert tuple(bounds) == tuple(source[metric]), metric
+            assert f"{metric}_bucket" in " ".join(preset.templates.values()), (preset.name, metric)
+
+
+def test_metrics_preset_script_writes_a_queries_file_canary_step_accepts(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    script = root / "scripts" / "metrics_preset.py"
+    env = {"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, str(script), "tgi"], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    path = tmp_path / "queries.yaml"
+    path.write_text(proc.stdout)
+    loaded = queries.load(str(path))
+    assert loaded["requests"] == presets.templates("tgi")["requests"]
+    assert "# cannot measure ttft_p95" in proc.stdout
+    bad = subprocess.run([sys.executable, str(script), "tgi", "--selection", "version"], capture_output=True,
+                         text=True, env=env, timeout=60)
+    assert bad.returncode == 2 and "no version label" in bad.stdout + bad.stderr
+    assert "Traceback" not in bad.stdout + bad.stderr
