@@ -115,3 +115,23 @@ def test_metrics_preset_script_writes_a_queries_file_canary_step_accepts(tmp_pat
                          text=True, env=env, timeout=60)
     assert bad.returncode == 2 and "no version label" in bad.stdout + bad.stderr
     assert "Traceback" not in bad.stdout + bad.stderr
+
+
+def test_each_stack_page_names_the_metrics_its_preset_queries_and_links_resolve():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    pages = root / "docs" / "stacks"
+    for name, preset in presets.PRESETS.items():
+        if name == "llmops":
+            continue
+        text = (pages / f"{name}.md").read_text()
+        metrics = set(re.findall(r"([a-z_:]+?)(?:_bucket)?\{", " ".join(preset.templates.values())))
+        missing = {m for m in metrics if m.removesuffix("_bucket") not in text}
+        assert not missing, (name, missing)
+    readme = (root / "README.md").read_text()
+    for page in sorted(pages.glob("*.md")):
+        assert f"docs/stacks/{page.name}" in readme, page.name
+        for link in re.findall(r"\]\(([^)#]+)\)", page.read_text()):
+            if not link.startswith("http"):
+                assert (page.parent / link).resolve().exists(), (page.name, link)
