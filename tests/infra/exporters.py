@@ -44,6 +44,7 @@ Sources read (names, labels, buckets; code read for facts, not copied):
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
 from decimal import Decimal
@@ -138,22 +139,33 @@ class Text:
         return ("\n".join(lines) + "\n").encode()
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):  # a client gave up: fine
+            super().handle_error(request, client_address)
+
+
 class Exporter:
     """One pod of ``kind``: /metrics with that server's exposition, plus a tiny OpenAI-style API."""
 
     def __init__(self, kind: str, *, pod: str, namespace: str = "default", model: str = "m", deployment: str = "",
-                 service: str = "", health: bool = True):
+                 service: str = "", health: bool = True, error_rate: float = 0.0, seed: int = 1):
         if kind not in KINDS:
             raise ValueError(f"unknown exporter kind {kind!r}")
         self.kind, self.pod, self.namespace, self.model = kind, pod, namespace, model
         self.deployment = deployment or pod.rsplit("-", 2)[0]
         self.service = service or self.deployment
         self.health = health
+        self.error_rate = error_rate  # API requests answered 500 (and counted as the server counts a failure)
+        self.rng = random.Random(seed)
+        self.rng_lock = threading.Lock()
         self.text = Text()
         self.registry: Any = None
         self.m: dict[str, Any] = {}
         getattr(self, f"_init_{kind}")()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = _QuietServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -372,6 +384,12 @@ class Exporter:
                     err = {"error": {"message": f"The model `{req.get('model')}` does not exist.",
                                      "type": "NotFoundError", "code": 404}}
                     return self._send(404, json.dumps(err).encode())
+                with exporter.rng_lock:
+                    fail = exporter.rng.random() < exporter.error_rate
+                if fail:
+                    exporter.record(ok=False, latency=time.perf_counter() - start, ttft=0.001)
+                    return self._send(500, json.dumps({"error": "injected fault", "error_type": "generation"})
+                                      .encode())
                 text = "Hello from " + exporter.model
                 if path == "/v1/chat/completions":
                     choice = {"index": 0, "message": {"role": "assistant", "content": text},
