@@ -25,8 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="metrics_preset.py", description=__doc__.split("\n\n")[0])
     p.add_argument("preset", choices=list(presets.PRESETS))
-    p.add_argument("--selection", choices=("pods", "version"), default="pods",
-                   help="tell canary from stable by Deployment pods (default) or by the version label")
+    p.add_argument("--selection", choices=("pods", "version"), default=None,
+                   help="tell canary from stable by Deployment pods or by the version label (default: the "
+                        "preset's: version for llmops, pods for the others)")
     p.add_argument("--canary-selector", default="", help="explicit PromQL label matchers of the canary side")
     p.add_argument("--stable-selector", default="", help="explicit PromQL label matchers of the stable side")
     p.add_argument("--render", default="", help="render for this Deployment (or 'canary'/'stable' with selectors)")

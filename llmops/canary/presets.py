@@ -9,15 +9,16 @@ placeholders, ``{{``/``}}`` for literal braces, and the side's label matchers wh
 Telling canary from stable (``selection``):
 
 =========  ===========================================================================================
-pods       default for model servers: an anchored pod-name regex of the side's Deployment,
+pods       default for other servers' presets: an anchored pod-name regex of the side's Deployment,
            ``pod=~"<deployment>-<pod-template-hash>-<5 chars>"`` with the hash and suffix drawn from the
            alphabet Kubernetes uses (bcdfghjklmnpqrstvwxz2456789), so ``llm`` never matches the pods of
            ``llm-canary`` nor a StatefulSet pod ``llm-x-0``. Pass the Deployment through ``regex_escape``
            (``.`` is legal in a Deployment name); give ``pod_template_hash`` (read it with
            ``current_pod_template_hash``) to count only the current ReplicaSet's pods mid-rollout.
-version    the series' own version label: ``model_version`` (llmops) or ``model_name`` (SGLang, when
-           ``--served-model-name`` is the model version). Not vLLM: its HTTP counts (the only place a
-           failed request is counted) carry no model label.
+version    the series' own version label: ``model_version`` (llmops, where it is the default, as in the
+           canary's built-in templates) or ``model_name`` (SGLang, when ``--served-model-name`` is the model
+           version). Not vLLM: its HTTP counts (the only place a failed request is counted) carry no
+           model label.
 explicit   ``canary-selector`` / ``stable-selector``: your own PromQL label matchers per side, e.g.
            ``pod=~"llm-canary-.*", container="vllm"``. Rendered per side (``side_templates``).
 =========  ===========================================================================================
@@ -80,6 +81,7 @@ class Preset:
     canary_selector: str = POD_SELECTOR  # default per-side selections (queries.py format, {deployment} filled)
     stable_selector: str = POD_SELECTOR
     extras: dict[str, str] = field(default_factory=dict)
+    default_selection: str = "pods"
     health_path: str = "/health"
     notes: str = ""
 
@@ -95,7 +97,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
          "quality": f"avg(avg_over_time(llm_quality_score{{{{{SEL}}}}}[{{window}}]))"},
         {}, {"llm_request_duration_seconds": (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
              "llm_time_to_first_token_seconds": (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)},
-        version_label="model_version",
+        version_label="model_version", default_selection="version",
         extras={"output_tokens_per_second": _rate("llm_output_tokens_total"),
                 "cost_per_hour": f"{_rate('llm_cost_usd_total')} * 3600"},
         notes="errors are 5xx answers (status=\"error\"); 4xx (status=\"invalid\") are the client's."),
@@ -253,12 +255,14 @@ def _shared(preset: Preset, template: str) -> str:
     return canary if canary == stable else f"({canary}) or ({stable})"
 
 
-def templates(name: str, selection: str = "pods", *, extras: bool = False) -> dict[str, str]:
+def templates(name: str, selection: str | None = None, *, extras: bool = False) -> dict[str, str]:
     """The preset's templates for both sides (one dict, as AnalysisConfig.templates takes it).
 
-    ``selection`` pods: the preset's default per-Deployment selection (router presets: their own); version:
-    the server's version label (``version_label``) equals ``{version}``."""
+    ``selection`` pods: the preset's per-Deployment selection (router presets: their own); version: the
+    server's version label (``version_label``) equals ``{version}``; None: the preset's ``default_selection``
+    (version for llmops, whose every series carries model_version; pods for the others)."""
     preset = get(name)
+    selection = selection or preset.default_selection
     items = dict(preset.templates, **(preset.extras if extras else {}))
     if selection == "pods":
         return {k: _shared(preset, t) for k, t in items.items()}
