@@ -133,7 +133,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
               "overloaded (429) failures are the client's or capacity, not counted as errors."),
     Preset(
         "sglang", "SGLang (--enable-metrics)",
-        {"requests": f"{_inc('sglang:num_requests_total')} + ({_inc('sglang:num_aborted_requests_total')} or vector(0))",
+        {"requests": f"{_inc('sglang:num_requests_total')} + "
+                     f"({_inc('sglang:num_aborted_requests_total')} or vector(0))",
          "errors": _inc("sglang:num_aborted_requests_total"),
          "latency_p99": _hq(0.99, "sglang:e2e_request_latency_seconds_bucket"),
          "ttft_p95": _hq(0.95, "sglang:time_to_first_token_seconds_bucket")},
