@@ -285,6 +285,23 @@ def side_templates(name: str, selector: str, *, extras: bool = False) -> dict[st
     return {k: _fill(t, sel) for k, t in items.items()}
 
 
+def for_sides(name: str, *, canary_selector: str = "", stable_selector: str = "", selection: str | None = None,
+              extras: bool = False) -> tuple[dict[str, str], dict[str, str]]:
+    """(canary templates, stable templates) for canary-step's ``metrics-preset`` / ``canary-selector`` /
+    ``stable-selector`` inputs. Without selectors both are the same shared dict (render each side with its own
+    ``deployment=regex_escape(name)``); with them, each side's matchers are baked in."""
+    if bool(canary_selector) != bool(stable_selector):
+        raise UsageError("canary-selector and stable-selector go together",
+                         "give both (each side's PromQL label matchers), or neither for the preset's selection")
+    if canary_selector:
+        if selection not in (None, "explicit"):
+            raise UsageError("explicit selectors replace the preset's selection", "drop one of them")
+        return (side_templates(name, canary_selector, extras=extras),
+                side_templates(name, stable_selector, extras=extras))
+    shared = templates(name, selection, extras=extras)
+    return shared, shared
+
+
 def check_checks(name: str, enabled: list[str] | tuple[str, ...]) -> None:
     """Refuse (exit 2) checks the preset's server cannot measure."""
     preset = get(name)

@@ -135,3 +135,16 @@ def test_each_stack_page_names_the_metrics_its_preset_queries_and_links_resolve(
         for link in re.findall(r"\]\(([^)#]+)\)", page.read_text()):
             if not link.startswith("http"):
                 assert (page.parent / link).resolve().exists(), (page.name, link)
+
+
+def test_for_sides_gives_one_shared_set_or_one_set_per_explicit_side():
+    canary, stable = presets.for_sides("vllm")
+    assert canary is stable and canary == presets.templates("vllm")
+    canary, stable = presets.for_sides("tgi", canary_selector='pod=~"a-.*"', stable_selector='pod=~"b-.*"')
+    assert 'pod=~"a-.*"' in canary["requests"] and 'pod=~"b-.*"' in stable["requests"]
+    presets.check_distinct(canary, stable)
+    with pytest.raises(UsageError):
+        presets.for_sides("tgi", canary_selector='pod="a"')
+    same_c, same_s = presets.for_sides("tgi", canary_selector='pod="a"', stable_selector='pod="a"')
+    with pytest.raises(UsageError):
+        presets.check_distinct(same_c, same_s)
