@@ -206,19 +206,32 @@ def test_extras_return_a_value_for_every_preset(scraped):
                 assert _value(prom, _render(template, "canary", window)) is not None, (kind, name)
 
 
-def test_grafana_dashboard_queries_answer_per_version(scraped):
-    """Every panel query of deploy/monitoring/grafana-dashboard.json, with Grafana's variables filled in, returns
-    series from the reference server's metrics; the error-rate panel tells the 10%-error canary from stable."""
+DASHBOARDS = {"grafana-dashboard.json": ("llmops", "model_version", {"v2": "v2", "v1": "v1"}),
+              "grafana-dashboard-vllm.json": ("vllm", "deployment", {"v2": "llm-canary", "v1": "llm-stable"})}
+VARIABLES = {"$__rate_interval": None, "$namespace": NS, "$version": ".*", "$stable": "llm-stable",
+             "$canary": "llm-canary", "$price_per_1k_tokens": "0.0005"}
+
+
+@pytest.mark.parametrize("name", list(DASHBOARDS))
+def test_grafana_dashboard_queries_answer_canary_vs_stable(scraped, name):
+    """Every panel query of the dashboard, with Grafana's variables filled in, returns series from the server's
+    metrics; the error-rate panel tells the 10%-error canary from the healthy stable."""
     prom, window = scraped
-    dash = json.loads((Path(__file__).resolve().parents[2] / "deploy/monitoring/grafana-dashboard.json").read_text())
-    at = _at(prom, "llmops", "canary")
+    kind, side_label, sides = DASHBOARDS[name]
+    dash = json.loads((Path(__file__).resolve().parents[2] / "deploy/monitoring" / name).read_text())
+    at = _at(prom, kind, "canary")
     exprs = [(panel["title"], t["expr"]) for panel in dash["panels"] for t in panel["targets"]]
     assert len(exprs) >= 10
     for title, expr in exprs:
-        promql = expr.replace("$__rate_interval", window).replace("$namespace", NS).replace("$version", ".*")
-        assert "$" not in promql, (title, promql)
+        promql = expr
+        for var, value in VARIABLES.items():
+            promql = promql.replace(var, value or window)
+        assert "$" not in promql.replace('"$1"', ""), (title, promql)
         result = prom.api("/api/v1/query", {"query": promql, "time": f"{at:.3f}"})["result"]
         assert result, (title, promql)
         if title.startswith("Error rate"):
-            rates = {r["metric"]["model_version"]: float(r["value"][1]) for r in result}
-            assert abs(rates["v2"] - 0.1) < 0.002 and rates["v1"] == 0, rates
+            rates = {r["metric"][side_label]: float(r["value"][1]) for r in result}
+            assert set(sides.values()) <= set(rates), rates
+            if side_label == "deployment":  # selected by the two Deployments' pods: the decoy is in neither
+                assert set(rates) == set(sides.values()), rates
+            assert abs(rates[sides["v2"]] - 0.1) < 0.002 and rates[sides["v1"]] == 0, rates
