@@ -186,10 +186,7 @@ class Exporter:
         # SGLang creates each series on its first observation (labels() at record time).
 
     def _init_tgi(self) -> None:
-        self.text.counter("tgi_request_count", {}, 0)
-        self.text.counter("tgi_request_success", {}, 0)
-        for name in ("tgi_request_duration", "tgi_request_inference_duration", "tgi_request_queue_duration"):
-            self.text.histogram(name, TGI_DURATION, {}, None)
+        pass  # the metrics crate registers each series on its first increment / record
 
     def _init_triton(self) -> None:
         lab = {"model": self.model, "version": "1"}
