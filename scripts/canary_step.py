@@ -1,6 +1,7 @@
 """canary-step: shift traffic to a canary gradually and let Prometheus decide, statistically.
 
-Modes: run (walk the steps), step (one window), what-if (replay windows from a file or stdin through the same judge,
+Modes: run (walk the steps), step (one window), analyse (one window against live Prometheus, read-only: the window
+record to --report, exit 0 pass / 1 fail), what-if (replay windows from a file or stdin through the same judge,
 no cluster, no Prometheus: one JSON line per window). Exit codes: 0 promote or continue, 1 rollback, 2 bad
 configuration or input (what-if: with the line number), 3 Prometheus or the API server unreachable (traffic is
 returned to stable first). See docs/actions/canary-step.md.
@@ -68,7 +69,7 @@ def positive(text: str) -> float:
     return value
 
 
-MODES = ("run", "step", "what-if")
+MODES = ("run", "step", "analyse", "what-if")
 PAUSE_ACTIONS = ("keep", "stable")
 
 
@@ -76,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="canary_step.py", description=__doc__.splitlines()[0])
     a = p.add_argument
     a("--mode", choices=MODES, default="run",
-      help="run: walk all steps; step: one window; what-if: replay --windows through the judge, no cluster")
+      help="run: walk all steps; step: one window; analyse: one read-only window against Prometheus; what-if: "
+           "replay --windows through the judge, no cluster")
     a("--windows", default="", help="what-if: JSON lines of window counts, or a canary-report.json (- = stdin)")
     a("--provider", default="", help="traffic provider: nginx, istio, gateway-api or replicas")
     a("--namespace", default="default")
@@ -116,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     for absolute, relative, d_abs, d_rel in LIMITS.values():
         a(f"--{absolute}", type=limit, default=limit(d_abs))
         a(f"--{relative}", type=limit, default=limit(d_rel))
+    a("--metrics-preset", default="llmops",
+      help="the server's metrics: llmops, vllm, tgi, sglang, triton, istio or nginx (llmops.canary.presets)")
+    a("--canary-selector", default="", help="PromQL label matchers of the canary's series (default: the preset's)")
+    a("--stable-selector", default="", help="PromQL label matchers of the stable's series (with canary-selector)")
     a("--queries", default="", help="YAML/JSON file overriding PromQL templates")
     a("--restart", action="store_true", help="ignore the recorded progress and start at the first weight")
     a("--rollout-timeout", type=duration_seconds, default=300.0)
@@ -139,38 +145,59 @@ def judge_config(args: argparse.Namespace):
                              "increase that is tolerated")
     if limits["error_rate"].max is not None and limits["error_rate"].max >= 1:
         raise UsageError("max-error-rate must be below 1 (a fraction: 0.05 = 5%)")
-    templates = queries.load(args.queries or None) if args.mode != "what-if" else dict(queries.DEFAULTS)
     analysis = AnalysisConfig(alpha=args.alpha, beta=args.beta, detect=args.detect_increase,
-                              on_no_data=args.on_no_data, limits=limits, templates=templates)
+                              on_no_data=args.on_no_data, limits=limits, templates=dict(queries.DEFAULTS))
     policy = Policy(steps=parse_steps(args.steps), failure_limit=args.failure_limit,
                     successes=max(1, args.successes), inconclusive_limit=args.inconclusive_limit,
                     min_requests=args.min_requests, on_pause=args.on_pause)
     return analysis, policy
 
 
+TEMPLATE_FLAGS = {"latency_seconds": "max-latency-p99 and max-latency-increase",
+                  "ttft_seconds": "max-ttft-p95 and max-ttft-increase",
+                  "cost_per_request": "max-cost-per-request and max-cost-increase",
+                  "quality": "min-quality and max-quality-decrease"}
+
+
+def selection_from(args: argparse.Namespace, analysis):
+    """metrics-preset / canary-selector / stable-selector / queries, resolved and checked without a cluster."""
+    from llmops.canary import selection
+    from llmops.canary.analysis import needed_templates
+
+    return selection.resolve(args.metrics_preset, canary_selector=args.canary_selector,
+                             stable_selector=args.stable_selector, queries_path=args.queries,
+                             needed=needed_templates(analysis), flags=TEMPLATE_FLAGS)
+
+
 def config_from(args: argparse.Namespace):
     from llmops.canary.routers import PROVIDERS, Target
     from llmops.canary.runner import CanaryConfig
 
-    for flag in ("provider", "stable", "canary", "prometheus-url"):
+    explicit = bool(args.canary_selector or args.stable_selector)
+    required = ("prometheus-url",) if args.mode == "analyse" and explicit else \
+        ("stable", "canary", "prometheus-url") if args.mode == "analyse" else \
+        ("provider", "stable", "canary", "prometheus-url")
+    for flag in required:
         if not getattr(args, flag.replace("-", "_")):
             raise UsageError(f"{flag} is required in mode {args.mode}",
                              f"pass {flag}, or mode what-if with windows to replay counts offline")
-    if args.provider not in PROVIDERS:
+    if args.provider and args.provider not in PROVIDERS:
         raise UsageError(f"unknown traffic provider {args.provider!r}", f"use one of: {', '.join(PROVIDERS)}")
-    if args.weight is not None and (args.mode != "step" or not 0 < args.weight <= 100):
-        raise UsageError("weight is for mode step and must be 1..100", "drop weight, or pass mode: step")
-    if args.stable == args.canary:
+    if args.weight is not None and (args.mode not in ("step", "analyse") or not 0 < args.weight <= 100):
+        raise UsageError("weight is for mode step (or analyse) and must be 1..100", "drop weight, or pass mode: step")
+    if (args.stable or args.canary) and args.stable == args.canary:
         raise UsageError("stable and canary name the same Deployment", "pass two different Deployments")
     if args.windows:
         raise UsageError("windows is for mode what-if", "drop windows, or pass mode: what-if")
     analysis, policy = judge_config(args)
+    sel = selection_from(args, analysis)
+    analysis = sel.analysis(analysis)
     target = Target(args.namespace, args.stable, args.canary, args.stable_service, args.canary_service, args.route)
     return CanaryConfig(target=target, provider=args.provider, mode=args.mode, interval=args.interval,
                         policy=policy, analysis=analysis, canary_version=args.canary_version,
                         stable_version=args.stable_version, version_label=args.version_label,
                         container=args.container or None, weight=args.weight,
-                        restart=args.restart, rollout_timeout=args.rollout_timeout)
+                        restart=args.restart, rollout_timeout=args.rollout_timeout, selection=sel)
 
 
 def what_if(args: argparse.Namespace) -> int:
@@ -199,6 +226,43 @@ def what_if(args: argparse.Namespace) -> int:
     return 1 if decision == "rollback" else 0
 
 
+def analyse_once(args: argparse.Namespace, cfg) -> int:
+    """One read-only window against live Prometheus: the window record to --report; 0 pass, 1 fail."""
+    from llmops.canary import probe
+    from llmops.canary.kube import Kube
+    from llmops.canary.prom import Prometheus
+
+    prom = Prometheus(args.prometheus_url, timeout=args.prometheus_timeout, token=args.prometheus_token or None)
+    kube = None
+    if probe.needs_cluster(cfg) or (cfg.provider and cfg.weight is None):
+        kube = Kube(args.kubeconfig or None, args.context or None, namespace=args.namespace,
+                    kubeconfig_data=args.kubeconfig_data or None, timeout=args.kube_timeout)
+    try:
+        record = probe.run(cfg, prom, kube, log=lambda text: print(text, file=sys.stderr, flush=True))
+    finally:
+        if kube is not None:
+            kube.close()
+    try:
+        with open(args.report, "w", encoding="utf-8") as fh:
+            json.dump(record, fh, indent=2, default=str)
+            fh.write("\n")
+    except OSError as exc:
+        gha.warning(f"could not write the analysis record to {args.report}: {exc.strerror}")
+    window = record["window"]
+    gha.set_outputs({"result": record["result"], "decision": record["result"], "reason": record["reason"],
+                     "canary-requests": window["requests"]["canary"],
+                     "canary-error-rate": window["error_rate"]["canary"], "report-path": args.report})
+    summary = gha.Summary()
+    summary.heading(f"canary-step analyse: {record['result']}")
+    summary.text(f"{record['canary_version']} (canary) vs {record['stable_version']} (stable), last "
+                 f"{window['window']}: {record['reason']}")
+    summary.table(["check", "outcome", "reason"], [[c["name"], c["outcome"], c["reason"]] for c in window["checks"]])
+    summary.write()
+    print(json.dumps({"result": record["result"], "requests": window["requests"], "errors": window["errors"],
+                      "failed": record["failed"]}))
+    return 1 if record["result"] == "fail" else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from llmops.canary import report
     from llmops.canary.kube import Kube
@@ -210,6 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.mode == "what-if":
         return what_if(args)
     cfg = config_from(args)
+    if args.mode == "analyse":
+        return analyse_once(args, cfg)
     prom = Prometheus(args.prometheus_url, timeout=args.prometheus_timeout, token=args.prometheus_token or None)
     kube = Kube(args.kubeconfig or None, args.context or None, namespace=args.namespace,
                 kubeconfig_data=args.kubeconfig_data or None, timeout=args.kube_timeout)

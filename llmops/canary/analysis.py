@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from llmops.canary import queries
 from llmops.canary.judge import GAUGE_CHECKS, HISTOGRAM_CHECKS, AnalysisConfig, Limits, MissingSeries, judge
+from llmops.canary.presets import regex_escape
 from llmops.canary.prom import Prometheus
 from llmops.errors import UsageError
 
@@ -33,6 +34,19 @@ def needed_templates(cfg: AnalysisConfig) -> list[str]:
     return names
 
 
+def scaled(hist: dict[str, int], scale: float | None) -> dict[str, int]:
+    """Bucket bounds in seconds: ``le`` of a histogram in another unit (ms: scale 0.001) converted."""
+    if not scale or scale == 1:
+        return hist
+    out = {}
+    for le, count in hist.items():
+        try:
+            out[le if le.strip() in ("+Inf", "Inf", "inf") else f"{float(le) * scale:g}"] = count
+        except ValueError:
+            out[le] = count  # buckets.parse names the bad bound
+    return out
+
+
 def _count(value: float | None) -> int | None:
     return None if value is None else max(0, round(value))
 
@@ -43,17 +57,26 @@ def analyse(prom: Prometheus, cfg: AnalysisConfig, canary: Side, stable: Side, n
     window = queries.duration(window_s)
     counts: dict = {"canary": {}, "stable": {}}
     promql: dict = {}
-    templates = cfg.templates or queries.DEFAULTS
+    sets = {"canary": cfg.templates or queries.DEFAULTS}
+    sets["stable"] = cfg.stable_templates or sets["canary"]
     for name in needed_templates(cfg):
         promql[name] = {}
         for role, side in (("canary", canary), ("stable", stable)):
-            q = queries.render(templates[name], version=side.version, window=window, namespace=namespace,
-                               deployment=side.deployment)
-            promql[name][role] = q
+            deployment = regex_escape(side.deployment) if cfg.regex_deployment else side.deployment
+            promql[name][role] = queries.render(sets[role][name], version=side.version, window=window,
+                                                namespace=namespace, deployment=deployment)
+        if promql[name]["canary"] == promql[name]["stable"]:
+            raise UsageError(f"query {name!r} renders the same PromQL for canary and stable "
+                             f"({promql[name]['canary']!r}): it would compare the traffic with itself",
+                             "select the sides apart: two Deployments, canary-selector / stable-selector, or "
+                             "versions that differ")
+        for role in ("canary", "stable"):
+            q = promql[name][role]
             if name in queries.HISTOGRAMS:
                 value = prom.query_buckets(q, at)
                 if value is not None:
-                    counts[role][name] = {le: max(0, round(v)) for le, v in value.items()}
+                    counts[role][name] = scaled({le: max(0, round(v)) for le, v in value.items()},
+                                                cfg.le_scale.get(name))
             else:
                 value = prom.query_value(q, at)
                 if value is not None:

@@ -40,9 +40,16 @@ _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 def load(path: str | None) -> dict[str, str]:
     """The default templates, overridden by a YAML/JSON file of ``name: promql``."""
-    templates = dict(DEFAULTS)
+    templates = dict(DEFAULTS, **read(path))
+    if path:
+        check_sides(templates)
+    return templates
+
+
+def read(path: str | None) -> dict[str, str]:
+    """The templates a YAML/JSON file of ``name: promql`` overrides (names and placeholders checked)."""
     if not path:
-        return templates
+        return {}
     import yaml
 
     try:
@@ -55,6 +62,7 @@ def load(path: str | None) -> dict[str, str]:
         raise InputError(f"queries file {path} is not valid YAML/JSON: {exc}", file=path) from None
     if not isinstance(data, dict):
         raise InputError(f"queries file {path} must map names to PromQL strings", file=path)
+    templates = {}
     for name, template in data.items():
         if name in RENAMED:
             raise InputError(f"query {name!r} in {path} is now {RENAMED[name]!r}: a histogram's buckets, not a quantile",
@@ -66,7 +74,6 @@ def load(path: str | None) -> dict[str, str]:
             raise InputError(f"query {name!r} in {path} must be a non-empty PromQL string", file=path)
         render(template, version="v", window="1s", namespace="", deployment="d")  # placeholders checked early
         templates[name] = template
-    check_sides(templates)
     return templates
 
 

@@ -26,11 +26,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from llmops.canary import state
-from llmops.canary.analysis import AnalysisConfig, Side, analyse
+from llmops.canary.analysis import AnalysisConfig, Side, analyse, needed_templates
 from llmops.canary.decision import Decision, Policy, Progress, decide, remember
 from llmops.canary.kube import Kube, canary_version_of, promote_stable
 from llmops.canary.prom import Prometheus
 from llmops.canary.routers import Target, get_router
+from llmops.canary.selection import Selection, pin
 from llmops.errors import UsageError
 
 
@@ -49,6 +50,7 @@ class CanaryConfig:
     weight: int | None = None  # step mode: analyse this weight instead of the recorded one
     restart: bool = False
     rollout_timeout: float = 300.0
+    selection: Selection | None = None  # metrics-preset / selectors (None: the built-in llmops templates)
 
 
 class Signals:
@@ -91,6 +93,32 @@ class Signals:
             self.cleaning -= 1
 
 
+def versions(kube: Kube | None, cfg: CanaryConfig, *, check_exists: bool = True) -> dict[str, str]:
+    """The model version of each side (reads the Deployments). When no template uses ``{version}`` (pod or
+    explicit selection), a side without one is named by its Deployment and revision."""
+    t = cfg.target
+    found = {}
+    uses = cfg.selection is None or cfg.selection.uses_version(needed_templates(cfg.analysis))
+    for role, name, given in (("canary", t.canary, cfg.canary_version), ("stable", t.stable, cfg.stable_version)):
+        if given and not check_exists:
+            found[role] = given
+            continue
+        obj = kube.read_deployment(t.namespace, name)  # 404 -> exit 2 naming the Deployment
+        found[role] = given or canary_version_of(obj, cfg.container, cfg.version_label)
+        if not found[role] and not uses:
+            rev = ((obj.get("metadata") or {}).get("annotations") or {}).get("deployment.kubernetes.io/revision")
+            found[role] = f"{name}@{rev or obj['metadata'].get('generation', '')}"
+        if not found[role]:
+            where = (f"pod label {cfg.version_label!r}" if cfg.version_label else
+                     "MODEL_VERSION env (or kubectl-promote's llmops-actions/model-version annotation)")
+            raise UsageError(f"no {role} version: Deployment {t.namespace}/{name} has no {where}",
+                             f"pass {role}-version (the model_version label its metrics carry) or version-label")
+    if uses and found["canary"] == found["stable"]:
+        raise UsageError(f"canary and stable both have version {found['canary']!r}; their metrics cannot be "
+                         "told apart", "deploy the canary with its new version first")
+    return found
+
+
 class CanaryRun:
     def __init__(self, cfg: CanaryConfig, kube: Kube, prom: Prometheus, *,
                  sleep: Callable[[float], None] = time.sleep, log: Callable[[str], None] | None = None,
@@ -108,21 +136,18 @@ class CanaryRun:
 
     # ------------------------------------------------------------------ setup
     def _versions(self) -> tuple[str, str]:
-        t = self.cfg.target
-        found = {}
-        for role, name, given in (("canary", t.canary, self.cfg.canary_version),
-                                  ("stable", t.stable, self.cfg.stable_version)):
-            obj = self.kube.read_deployment(t.namespace, name)  # 404 -> exit 2 naming the Deployment
-            found[role] = given or canary_version_of(obj, self.cfg.container, self.cfg.version_label)
-            if not found[role]:
-                where = (f"pod label {self.cfg.version_label!r}" if self.cfg.version_label else
-                         "MODEL_VERSION env (or kubectl-promote's llmops-actions/model-version annotation)")
-                raise UsageError(f"no {role} version: Deployment {t.namespace}/{name} has no {where}",
-                                 f"pass {role}-version (the model_version label its metrics carry) or version-label")
-        if found["canary"] == found["stable"]:
-            raise UsageError(f"canary and stable both have version {found['canary']!r}; their metrics cannot be "
-                             "told apart", "deploy the canary with its new version first")
+        found = versions(self.kube, self.cfg)
         return found["canary"], found["stable"]
+
+    def _select(self) -> None:
+        """Pin a mid-rollout Deployment's pods to its current ReplicaSet (reads only)."""
+        sel, t = self.cfg.selection, self.cfg.target
+        if sel is None:
+            return
+        sel, notes = pin(sel, self.kube, t.namespace, t.canary, t.stable)
+        self.actions += notes
+        self.cfg.selection = sel
+        self.cfg.analysis = sel.analysis(self.cfg.analysis)
 
     def _load_progress(self, canary_version: str, stable_version: str) -> Progress:
         t, steps = self.cfg.target, list(self.cfg.policy.steps)
@@ -151,6 +176,7 @@ class CanaryRun:
     def _execute(self) -> str:
         t = self.cfg.target
         canary_version, stable_version = self._versions()
+        self._select()
         self.progress = progress = self._load_progress(canary_version, stable_version)
         if progress.phase == "promoted":
             self.decision = Decision("promote", f"version {canary_version} was already promoted; nothing to do")

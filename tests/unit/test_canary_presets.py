@@ -67,9 +67,10 @@ def test_unknown_preset_unsupported_selection_and_checks_say_what_to_do():
         presets.templates("tgi", "version")
     assert "canary-selector" in err.value.hint
     with pytest.raises(UsageError) as err:
-        presets.check_checks("tgi", ["error_rate", "ttft_p95"])
-    assert "ttft_p95" in err.value.message and "queries file" in err.value.hint
-    presets.check_checks("vllm", ["latency_p99", "ttft_p95"])
+        presets.check_checks("tgi", ["requests", "ttft_seconds"], {"ttft_seconds": "max-ttft-increase"})
+    assert "ttft_seconds" in err.value.message and "queries file" in err.value.hint
+    assert "max-ttft-increase to off" in err.value.hint
+    presets.check_checks("vllm", ["latency_seconds", "ttft_seconds"])
 
 
 def test_router_presets_select_the_proxy_view():
@@ -110,7 +111,7 @@ def test_metrics_preset_script_writes_a_queries_file_canary_step_accepts(tmp_pat
     path.write_text(proc.stdout)
     loaded = queries.load(str(path))
     assert loaded["requests"] == presets.templates("tgi")["requests"]
-    assert "# cannot measure ttft_p95" in proc.stdout
+    assert "# cannot measure ttft_seconds" in proc.stdout
     bad = subprocess.run([sys.executable, str(script), "tgi", "--selection", "version"], capture_output=True,
                          text=True, env=env, timeout=60)
     assert bad.returncode == 2 and "no version label" in bad.stdout + bad.stderr
@@ -148,3 +149,24 @@ def test_for_sides_gives_one_shared_set_or_one_set_per_explicit_side():
     same_c, same_s = presets.for_sides("tgi", canary_selector='pod="a"', stable_selector='pod="a"')
     with pytest.raises(UsageError):
         presets.check_distinct(same_c, same_s)
+
+
+@pytest.mark.parametrize("name", list(presets.PRESETS))
+def test_histogram_templates_are_bucket_counts_by_le_over_the_window(name):
+    """What the judge reads (llmops.canary.prom.query_buckets): cumulative bucket increases, one series per le;
+    never a quantile. A histogram in milliseconds declares it, so the judge's bounds are seconds."""
+    preset = presets.get(name)
+    for key in queries.HISTOGRAMS:
+        if key in preset.missing:
+            assert key not in preset.templates
+            continue
+        t = preset.templates[key]
+        assert t.startswith("sum by (le) (increase(") and "_bucket{{" in t and "[{window}]" in t, (name, t)
+        assert "histogram_quantile" not in t
+        in_ms = "_ms_bucket" in t or "milliseconds" in t
+        assert preset.le_scale.get(key) == (0.001 if in_ms else None), (name, key)
+    assert not set(preset.templates) & set(queries.RENAMED), name
+
+
+def test_llmops_preset_is_the_built_in_template_set():
+    assert presets.templates("llmops") == queries.DEFAULTS
