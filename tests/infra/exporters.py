@@ -93,12 +93,14 @@ class Exporter:
     """One pod of ``kind``: /metrics with that server's exposition, plus a tiny OpenAI-style API."""
 
     def __init__(self, kind: str, *, pod: str, namespace: str = "default", model: str = "m", deployment: str = "",
-                 service: str = "", health: bool = True, error_rate: float = 0.0, seed: int = 1):
+                 service: str = "", health: bool = True, error_rate: float = 0.0, seed: int = 1,
+                 canary_service: str = "llm-canary"):
         if kind not in KINDS:
             raise ValueError(f"unknown exporter kind {kind!r}")
         self.kind, self.pod, self.namespace, self.model = kind, pod, namespace, model
         self.deployment = deployment or pod.rsplit("-", 2)[0]
         self.service = service or self.deployment
+        self.canary_service = canary_service  # nginx: the canary Ingress's backend (error_rate applies to it)
         self.health = health
         self.error_rate = error_rate  # API requests answered 500 (and counted as the server counts a failure)
         self.rng = random.Random(seed)
@@ -316,7 +318,14 @@ class Exporter:
                     req = json.loads(self.rfile.read(length) or b"{}")
                 except ValueError:
                     return self._send(400, b'{"error": "bad json"}')
-                path = self.path.split("?")[0]
+                path, upstream, error_rate = self.path.split("?")[0], "", exporter.error_rate
+                if exporter.kind == "nginx":  # the controller: /canary/... to the canary upstream, /stable/...
+                    side, _, rest = path.lstrip("/").partition("/")
+                    path = "/" + rest
+                    if side == "canary":
+                        upstream = f"{exporter.namespace}-{exporter.canary_service}-80"
+                    else:
+                        error_rate = 0.0
                 if path not in ("/v1/chat/completions", "/v1/completions"):
                     return self._send(404, json.dumps({"detail": "Not Found"}).encode())
                 if req.get("model") not in (None, exporter.model):
@@ -324,9 +333,10 @@ class Exporter:
                                      "type": "NotFoundError", "code": 404}}
                     return self._send(404, json.dumps(err).encode())
                 with exporter.rng_lock:
-                    fail = exporter.rng.random() < exporter.error_rate
+                    fail = exporter.rng.random() < error_rate
                 if fail:
-                    exporter.record(ok=False, latency=time.perf_counter() - start, ttft=0.001)
+                    exporter.record(ok=False, latency=time.perf_counter() - start, ttft=0.001,
+                                    canary_upstream=upstream)
                     return self._send(500, json.dumps({"error": "injected fault", "error_type": "generation"})
                                       .encode())
                 text = "Hello from " + exporter.model
@@ -335,7 +345,8 @@ class Exporter:
                               "finish_reason": "stop"}
                 else:
                     choice = {"index": 0, "text": text, "finish_reason": "stop"}
-                exporter.record(ok=True, latency=time.perf_counter() - start, ttft=0.001, output_tokens=3)
+                exporter.record(ok=True, latency=time.perf_counter() - start, ttft=0.001, output_tokens=3,
+                                canary_upstream=upstream)
                 body = {"id": "x", "object": "chat.completion", "model": exporter.model, "choices": [choice],
                         "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}
                 return self._send(200, json.dumps(body).encode())
