@@ -4,9 +4,9 @@ requests, no errors) and a canary with 10% server errors, plus a decoy pod (a St
 a ``llm-canary-shadow`` workload / upstream for the routers) that sends 300 errors and must never be counted.
 
 What a user would notice if a preset were wrong: the canary's error count would include the decoy (or the
-stable's), the two sides would render the same query, or a latency quantile would come from the other side's
-buckets. ``increase()`` extrapolates to the window edges; each side is queried at its own target's last scrape
-and over a window that starts before Prometheus's first sample, which leaves only the start-edge extrapolation
+stable's), the two sides would render the same query, or the latency bucket counts the judge reads (by ``le``,
+in seconds) would hold the other side's or the decoy's requests. ``increase()`` extrapolates to the window
+edges; each side is queried at its own target's last scrape and over a window that starts before Prometheus's first sample, which leaves only the start-edge extrapolation
 (at most first value / increase = 1%): counts are compared within 2%, and the error *ratio* of one side, from
 series of one scrape with the same extrapolation, exactly.
 """
@@ -160,13 +160,26 @@ def _check_side(prom, tpl: dict[str, str], side: str, window: str, kind: str, re
                                                                                                 side, window))
     assert abs(e - want["errors"]) <= 0.02 * want["errors"] + 1e-9, (kind, side, e)
     assert abs(e / n - want["errors"] / want["n"]) < 0.002, (kind, side, e, n)
-    for check, bounds in (("latency_p99", LATENCY_BOUNDS), ("ttft_p95", TTFT_BOUNDS)):
-        if check not in tpl:
+    for name, bounds in (("latency_seconds", LATENCY_BOUNDS), ("ttft_seconds", TTFT_BOUNDS)):
+        if name not in tpl:
             continue
-        key = "latency" if check == "latency_p99" else "ttft"
+        key = "latency" if name == "latency_seconds" else "ttft"
         lo, hi = _bucket(bounds[kind], want[key])
-        got = _value(prom, render(tpl[check], side, window), at)
-        assert got is not None and lo - 1e-9 <= got <= hi + 1e-9, (kind, side, check, got, (lo, hi))
+        hist = _buckets(prom, render(tpl[name], side, window), at, presets.get(kind).le_scale.get(name))
+        total = hist[math.inf]
+        assert total > 0.5 * want["n"], (kind, side, name, hist)
+        # every request of this side in its own bucket: none at or below lo (the decoy's are), all at hi
+        assert hist.get(lo, 0.0) <= 0.02 * total and hist[hi] >= 0.98 * total, (kind, side, name, (lo, hi), hist)
+
+
+def _buckets(prom, promql: str, at: float, scale: float | None) -> dict[float, float]:
+    """What the canary judge reads: cumulative counts by le (in seconds, as llmops.canary.analysis scales them)."""
+    from llmops.canary.analysis import scaled
+
+    result = prom.api("/api/v1/query", {"query": promql, "time": f"{at:.3f}"})["result"]
+    assert result and all(set(r["metric"]) == {"le"} for r in result), (promql, result)
+    raw = scaled({r["metric"]["le"]: float(r["value"][1]) for r in result}, scale)
+    return {math.inf if le == "+Inf" else float(le): v for le, v in raw.items()}
 
 
 @pytest.mark.parametrize("kind", ex.KINDS)
