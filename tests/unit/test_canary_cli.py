@@ -29,6 +29,10 @@ def run(args, tmp_path, **env):
     (["--prometheus-url", "prometheus:9090"], "prometheus-url must start with http://"),
     (["--queries", "missing.yaml"], "cannot read queries file missing.yaml"),
     (["--kubeconfig", "nope.yaml"], "cannot read kubeconfig nope.yaml"),
+    (["--metrics-preset", "ollama"], "unknown metrics-preset 'ollama'"),
+    (["--metrics-preset", "tgi", "--max-ttft-increase", "0.5"], "tgi cannot measure ttft_seconds"),
+    (["--metrics-preset", "vllm", "--canary-selector", 'pod="a"'], "canary-selector and stable-selector go together"),
+    (["--mode", "analyse", "--prometheus-url", ""], "prometheus-url is required in mode analyse"),
 ])
 def test_bad_configuration_exits_2_with_the_fix(args, message, tmp_path):
     proc = run(BASE + args, tmp_path)
