@@ -58,6 +58,7 @@ def build(run: CanaryRun, error: str | None = None, cancelled: bool = False) -> 
         "canary_version": p.canary_version if p else run.cfg.canary_version,
         "stable_version": p.stable_version if p else run.cfg.stable_version,
         "traffic": run.router.describe(),
+        "selection": run.cfg.selection.describe() if run.cfg.selection else None,
         "evidence": evidence(last),
         "missing": last.get("missing") or [],
         "progress": {k: v for k, v in p.as_dict().items() if k != "evidence"} if p else None,
