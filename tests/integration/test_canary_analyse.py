@@ -183,8 +183,9 @@ def test_default_pod_selection_reads_the_deployments_and_pins_a_rollout(k8s_clus
         before = {d.metadata.name: d.metadata.resource_version for d in apps.list_namespaced_deployment(ns).items}
         common = ["--metrics-preset", "tgi", "--canary", "llm-canary", "--stable", "llm-stable",
                   "--kubeconfig", k8s_cluster.kubeconfig]
-        rc, log, record = _analyse(tmp_path, prom.url, *common, "--namespace", ns)
+        rc, log, record = _analyse(tmp_path, prom.url, *common, "--namespace", ns, "--provider", "replicas")
         assert rc == 0, log
+        assert record["weight"] == 50 and record["weight_from"] == "replicas route"  # 1 canary pod of 2, read
         assert record["selection"]["selectors"]["canary"] == presets.pod_selector("llm-canary", new, ns)
         assert any("rolling out" in n and new in n for n in record["notes"]), record["notes"]
         w = record["window"]
