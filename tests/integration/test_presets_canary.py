@@ -147,7 +147,7 @@ def _scenario(k8s_cluster, stacks, tmp_path: Path, kind: str, provider: str, hea
     log = proc.stdout + proc.stderr
     report = json.loads((tmp_path / "report.json").read_text())
     windows = report["windows"]
-    where += f" {[(w['weight'], w['requests'], w['errors'], w['outcome']) for w in windows]}"
+    where += f" {[(w.get('weight'), w.get('requests'), w.get('errors'), w.get('outcome')) for w in windows]}"
     first = windows[0]["queries"]["requests"]
     assert first["canary"] != first["stable"] and "llm-canary" in first["canary"], (where, first)
     if healthy:
