@@ -123,7 +123,7 @@ def config_from(args: argparse.Namespace):
 
 def main(argv: Sequence[str] | None = None) -> int:
     from llmops.canary import report
-    from llmops.canary.kube import Kube
+    from llmops.canary.kube import connect
     from llmops.canary.prom import Prometheus
     from llmops.canary.runner import CanaryRun
 
@@ -131,8 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     gha.mask(args.prometheus_token)
     cfg = config_from(args)
     prom = Prometheus(args.prometheus_url, timeout=args.prometheus_timeout, token=args.prometheus_token or None)
-    kube = Kube(args.kubeconfig or None, args.context or None, namespace=args.namespace,
-                kubeconfig_data=args.kubeconfig_data or None, timeout=args.kube_timeout)
+    kube = connect(kubeconfig=args.kubeconfig or None, context=args.context or None, namespace=args.namespace,
+                   kubeconfig_data=args.kubeconfig_data or None, timeout=args.kube_timeout)
     run = CanaryRun(cfg, kube, prom)
     try:
         decision = run.execute()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmops.canary.kube import Kube
+from llmops.canary.kube import connect
 from llmops.canary.routers import Target, get_router
 from llmops.canary.routers.nginx import WEIGHT
 from llmops.canary.routers.replicas import ORIGINAL
@@ -21,7 +21,7 @@ def deployment(name: str, version: str, replicas: int) -> dict:
 
 @pytest.fixture
 def kube(k8s_cluster):
-    k = Kube(k8s_cluster.kubeconfig, timeout=10)
+    k = connect(kubeconfig=k8s_cluster.kubeconfig, timeout=10)
     yield k
     k.close()
 
