@@ -159,7 +159,7 @@ def _undo_after_failure(kube: Kube, opts: Options, out: Outcome, lock: TargetLoc
             from None
     out.revision = str(revision(final) or out.revision)
     _clear(lock, out)
-    out.step("rollback", f"restored {before}, live as revision {out.revision}")
+    out.step("rollback", f"rolled back to {before}, live as revision {out.revision}")
     if cancelled:
         return
     out.message = f"{why}; rolled back to {before}"

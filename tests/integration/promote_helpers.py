@@ -102,3 +102,16 @@ def outputs(proc: subprocess.CompletedProcess) -> dict[str, str]:
 def write_verdict(path: Path, result: str = "pass") -> str:
     path.write_text(json.dumps({"result": result, "reason": "bleu 31.2 >= 30", "metrics": {"bleu": 31.2}}))
     return str(path)
+
+
+def leases(cluster, namespace: str) -> dict[str, dict]:
+    """The Leases in ``namespace`` by name, as the API returns them (holder, renewTime, annotations)."""
+    from kubernetes import client as k8s
+
+    items = k8s.CoordinationV1Api(cluster.api_client).list_namespaced_lease(namespace).items
+    return {lease.metadata.name: k8s.ApiClient().sanitize_for_serialization(lease) for lease in items}
+
+
+def lease_holder(cluster, namespace: str, kind: str = "deployment", name: str = "llm") -> str:
+    lease = leases(cluster, namespace).get(f"llmops-promote-{kind}-{name}")
+    return ((lease or {}).get("spec") or {}).get("holderIdentity") or ""

@@ -6,7 +6,7 @@ import pytest
 from kubernetes import client as k8s
 
 from tests.infra import tools
-from tests.integration.promote_helpers import ModelServer, deployment, outputs, run_cli
+from tests.integration.promote_helpers import ModelServer, deployment, leases, outputs, run_cli
 
 pytestmark = [pytest.mark.k8s, *tools.timeout_marks(240)]
 
@@ -50,13 +50,14 @@ def test_switches_the_service_only_after_the_new_colour_is_healthy(k8s_cluster, 
     proc = _promote(k8s_cluster, ns, server, "--model-version", "v2", "--scale-down-delay", "0")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert _selector(core, ns) == "green"
-    assert seen and all(path == "/health/green" and colour == "blue" for path, colour in seen), seen
+    probes = [(path, colour) for path, colour in seen if path.startswith("/health")]
+    assert probes and all(path == "/health/green" and colour == "blue" for path, colour in probes), seen
     green, blue = (apps.read_namespaced_deployment(f"llm-{c}", ns) for c in ("green", "blue"))
     assert green.spec.replicas == 2 and green.spec.template.spec.containers[0].env[0].value == "v2"
     assert blue.spec.replicas == 0, "the old colour is scaled down after the delay"
     ann = core.read_namespaced_service("llm", ns).metadata.annotations
-    assert ann["llmops-actions/active-color"] == "green" and ann["llmops-actions/model-version"] == "v2"
-    assert "llmops-actions/lock" not in ann
+    assert ann["llmops.dev/active-color"] == "green" and ann["llmops.dev/model-version"] == "v2"
+    assert not leases(k8s_cluster, ns), "the lock (a Lease) is released"
     assert outputs(proc)["previous-version"] == "v1" and outputs(proc)["new-version"] == "v2"
 
     # one-click rollback: blue is scaled back up, then the Service points at it again
