@@ -66,7 +66,10 @@ def default_holder() -> str:
 
 
 def _stamp(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).strftime(MICRO)
+    """A MicroTime. The client re-renders time-like strings with isoformat(), which drops a zero microsecond part
+    and the API server then refuses the value: never send a whole second."""
+    moment = datetime.fromtimestamp(t, timezone.utc)
+    return (moment.replace(microsecond=1) if moment.microsecond == 0 else moment).strftime(MICRO)
 
 
 def _parse_time(text: str | None) -> float:
