@@ -89,7 +89,7 @@ def test_gateway_api_http_route_weights(kube, k8s_namespace):
 
 def test_replicas_split_and_restore(kube, k8s_namespace):
     ns = k8s_namespace
-    apps = kube.k8s.apps
+    apps = kube.apps
     apps.create_namespaced_deployment(ns, deployment("llm-stable", "v1", 4))
     apps.create_namespaced_deployment(ns, deployment("llm-canary", "v2", 0))
     router = get_router("replicas", kube, Target(ns, "llm-stable", "llm-canary"))
