@@ -1,9 +1,11 @@
 """The RBAC rules kubectl-promote needs, in one place, and the check that they are granted before anything is written.
 
 deploy/rbac.yaml grants exactly ``RULES`` (a test keeps them equal and runs promotions with a token bound to that
-Role); a 403 names them in its hint. ``check_access`` asks the API server (SelfSubjectAccessReview, which every
-authenticated user may create) whether the caller may use each verb a mode needs, so a Role without ``watch`` is
-refused with exit 2 naming the missing verbs before the Deployment is touched, not half-way through a rollout.
+Role); a 403 names them in its hint. ``check_access`` asks the API server whether the caller may use each verb a
+mode needs, so a Role without ``watch`` is refused with exit 2 naming the missing verbs before the Deployment is
+touched, not half-way through a rollout. One SelfSubjectRulesReview answers for the whole namespace; a verb it
+cannot settle (an incomplete review, rules limited to resource names) is asked with a SelfSubjectAccessReview.
+Every authenticated user may create both.
 """
 from __future__ import annotations
 
@@ -29,11 +31,33 @@ def describe() -> str:
     return "; ".join(f"{res}{'.' + grp if grp else ''}: {', '.join(verbs)}" for (grp, res), verbs in RULES.items())
 
 
+def _rules(kube) -> list[dict] | None:
+    """The caller's rules in its namespace, or None when the server cannot list them completely."""
+    body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview",
+            "spec": {"namespace": kube.namespace}}
+    status = kube.call(kube.authorization.create_self_subject_rules_review, body,
+                       what="list the credentials' permissions").get("status") or {}
+    return None if status.get("incomplete") else list(status.get("resourceRules") or [])
+
+
+def covers(rule: dict, group: str, resource: str, verb: str) -> bool:
+    return all(want in (rule.get(key) or []) or "*" in (rule.get(key) or [])
+               for key, want in (("verbs", verb), ("apiGroups", group), ("resources", resource)))
+
+
 def missing_verbs(kube, needs: tuple[tuple[str, str, tuple[str, ...]], ...]) -> list[str]:
-    """``resource.group verb`` for each verb the caller may not use in its namespace (one review per verb)."""
+    """``verb resource.group`` for each verb the caller may not use in its namespace."""
+    rules = _rules(kube)
     missing = []
     for group, resource, verbs in needs:
         for verb in verbs:
+            if rules is not None:
+                matching = [r for r in rules if covers(r, group, resource, verb)]
+                if any(not r.get("resourceNames") for r in matching):
+                    continue
+                if not matching:
+                    missing.append(f"{verb} {resource}{'.' + group if group else ''}")
+                    continue
             body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
                     "spec": {"resourceAttributes": {"namespace": kube.namespace, "group": group,
                                                     "resource": resource, "verb": verb}}}

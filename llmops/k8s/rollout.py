@@ -78,7 +78,7 @@ def read_deployment(kube: Kube, name: str) -> dict:
                      what=f"read deployment {kube.namespace}/{name}")
 
 
-def _watch_events(kube: Kube, name: str, resource_version: str, seconds: int):
+def watch_events(kube: Kube, name: str, resource_version: str, seconds: int):
     """One watch request; yields (type, object dict). Raises ApiException (410 Gone included) like any call."""
     from kubernetes.client.exceptions import ApiException
     from kubernetes.watch.watch import iter_resp_lines
@@ -125,7 +125,7 @@ def wait_for_rollout(kube: Kube, name: str, *, timeout: float, start: dict | Non
         seconds = max(1, min(int(remaining + 0.999), max_watch))
         from kubernetes.client.exceptions import ApiException
         try:
-            for kind, event_obj in _watch_events(kube, name, obj["metadata"]["resourceVersion"], seconds):
+            for kind, event_obj in watch_events(kube, name, obj["metadata"]["resourceVersion"], seconds):
                 if kind == "DELETED":
                     raise InputError(f"deployment {kube.namespace}/{name} was deleted during the rollout")
                 if kind == "BOOKMARK":
