@@ -169,6 +169,15 @@ def test_dry_run_changes_nothing_and_prints_the_diff(k8s_cluster, k8s_namespace)
     after = _read(k8s_cluster, ns)
     assert after.metadata.resource_version == before.metadata.resource_version
     assert after.metadata.generation == before.metadata.generation
+    assert run_cli("--kubeconfig", k8s_cluster.kubeconfig, "--namespace", ns, "--deployment", "llm", "--force",
+                   "--model-version", "v2", "--model-uri", "s3://m/v2").returncode == 0
+    proc = run_cli("--kubeconfig", k8s_cluster.kubeconfig, "--namespace", ns, "--deployment", "llm", "--rollback",
+                   "--dry-run")
+    assert proc.returncode == 0 and outputs(proc)["new-version"] == "v1", proc.stdout + proc.stderr
+    assert outputs(proc)["revision"] == "3", "the number the restored template would be live under"
+    proc = run_cli("--kubeconfig", k8s_cluster.kubeconfig, "--namespace", ns, "--deployment", "llm", "--force",
+                   "--model-version", "v3", "--dry-run")
+    assert "sets MODEL_URI=s3://m/v2 and only --model-version changes" in proc.stdout, proc.stdout
 
 
 def test_cancelled_step_rolls_back_before_exiting(k8s_cluster, k8s_namespace):

@@ -114,3 +114,9 @@ def test_dry_run_shows_both_changes_and_writes_nothing(k8s_cluster, k8s_namespac
     assert "+  replicas: 2" in proc.stdout and "+    color: green" in proc.stdout
     assert core.read_namespaced_service("llm", ns).metadata.resource_version == before
     assert apps.read_namespaced_deployment("llm-green", ns).spec.replicas == 0
+    rollback = run_cli("--kubeconfig", k8s_cluster.kubeconfig, "--namespace", ns, "--deployment", "llm",
+                       "--strategy", "blue-green", "--rollback", "--dry-run")
+    assert rollback.returncode == 0, rollback.stdout + rollback.stderr
+    assert "+    color: green" in rollback.stdout and "+  replicas: 2" in rollback.stdout, "the scale-up is shown"
+    assert outputs(rollback)["new-version"] == "v1"
+    assert apps.read_namespaced_deployment("llm-green", ns).spec.replicas == 0
