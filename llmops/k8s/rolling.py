@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from llmops.errors import CheckFailed, InfraError, InputError, LLMOpsError
 from llmops.k8s.change import ENV_URI, apply_to_template, current_version, diff_text, env_value, pick_container
 from llmops.k8s.client import Kube
-from llmops.k8s.lock import TargetLock
+from llmops.k8s.lock import LockLost, TargetLock
 from llmops.k8s.primitives import (
     Base,
     PromotionFailed,
@@ -115,8 +115,10 @@ def _undo_after_failure(kube: Kube, opts: Options, out: Outcome, lock: TargetLoc
     out.step("failed", why)
     before = f"revision {base.revision} ({base.version})" if base else "the previous revision"
     if isinstance(exc, InfraError):
-        out.message = (f"{why}. Nothing was undone: the API server could not be reached. Lease "
-                       f"{kube.namespace}/{lock.lease} remembers that {before} was live")
+        reason = "another run holds the lock now" if isinstance(exc, LockLost) else \
+            "the API server could not be reached"
+        out.message = (f"{why}. Nothing was undone: {reason}. Lease {kube.namespace}/{lock.lease} remembers that "
+                       f"{before} was live")
         raise InfraError(out.message, "when the API server is back, run the same command again (it waits for the "
                                       "rollout, checks it and rolls back if it is bad), or run it with rollback: "
                                       f"true to restore {before}") from None
