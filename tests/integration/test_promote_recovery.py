@@ -155,6 +155,28 @@ def test_api_server_outage_mid_rollout_exits_3_and_a_rerun_converges(k8s_cluster
     assert not leases(k8s_cluster, ns)
 
 
+def test_the_default_retry_budget_rides_out_a_20s_outage(k8s_cluster, k8s_namespace):
+    ns = k8s_namespace
+    _create(k8s_cluster, ns)
+    k8s_cluster.kubelet.set_behavior("reg/llm:v2-slow", "ready", ready_delay=4)
+    proc = start_cli(*_base(k8s_cluster, ns), "--image", "reg/llm:v2-slow", "--force")  # retry budget: 60 s
+    try:
+        _wait_for_image(k8s_cluster, ns, "reg/llm:v2-slow")
+        k8s_cluster.stop_apiserver()
+        try:
+            time.sleep(20)
+        finally:
+            k8s_cluster.start_apiserver()
+        text, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and parse_outputs(text)["result"] == "pass", text
+    assert "retry" in text, "the outage was noticed and retried"
+    assert _image(k8s_cluster, ns) == "reg/llm:v2-slow" and _rolled_out(k8s_cluster, ns, 5)
+    assert not leases(k8s_cluster, ns)
+
+
 def test_kubectl_rollout_undo_after_a_promotion_does_not_bring_a_lock_back(k8s_cluster, k8s_namespace):
     ns = k8s_namespace
     _create(k8s_cluster, ns)
