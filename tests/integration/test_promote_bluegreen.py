@@ -2,6 +2,8 @@
 is healthy, a failure before the switch never touches it, a failure after the switch switches straight back."""
 from __future__ import annotations
 
+import time
+
 import pytest
 from kubernetes import client as k8s
 
@@ -120,3 +122,30 @@ def test_dry_run_shows_both_changes_and_writes_nothing(k8s_cluster, k8s_namespac
     assert "+    color: green" in rollback.stdout and "+  replicas: 2" in rollback.stdout, "the scale-up is shown"
     assert outputs(rollback)["new-version"] == "v1"
     assert apps.read_namespaced_deployment("llm-green", ns).spec.replicas == 0
+
+
+def test_rollback_after_a_killed_promotion_keeps_the_live_colour_and_restores_the_idle_one(
+        k8s_cluster, k8s_namespace, bg):
+    from tests.integration.promote_helpers import start_cli
+
+    apps, core, server, _ = bg
+    ns = k8s_namespace
+    k8s_cluster.kubelet.set_behavior("reg/llm:v2-stuck", "unready")
+    proc = start_cli("--kubeconfig", k8s_cluster.kubeconfig, "--namespace", ns, "--deployment", "llm", "--force",
+                     "--strategy", "blue-green", "--image", "reg/llm:v2-stuck", "--model-version", "v2",
+                     "--lock-ttl", "3")
+    try:
+        tools.wait_until(lambda: apps.read_namespaced_deployment("llm-green", ns).spec.replicas == 2, 60,
+                         what="green to be scaled up with v2")
+        time.sleep(0.5)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+    back = run_cli("--kubeconfig", k8s_cluster.kubeconfig, "--namespace", ns, "--deployment", "llm",
+                   "--strategy", "blue-green", "--rollback", "--scale-down-delay", "0")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert outputs(back)["new-version"] == "v1" and "still selects blue" in back.stdout
+    assert _selector(core, ns) == "blue", "the half-updated green never gets the traffic"
+    green = apps.read_namespaced_deployment("llm-green", ns)
+    assert green.spec.replicas == 0 and green.spec.template.spec.containers[0].image == "reg/llm:v1"
+    assert not leases(k8s_cluster, ns)
