@@ -116,7 +116,7 @@ class CanaryRun:
             found[role] = given or canary_version_of(obj, self.cfg.container, self.cfg.version_label)
             if not found[role]:
                 where = (f"pod label {self.cfg.version_label!r}" if self.cfg.version_label else
-                         "MODEL_VERSION env (or kubectl-promote's llmops-actions/model-version annotation)")
+                         "MODEL_VERSION env (or kubectl-promote's llmops.dev/model-version annotation)")
                 raise UsageError(f"no {role} version: Deployment {t.namespace}/{name} has no {where}",
                                  f"pass {role}-version (the model_version label its metrics carry) or version-label")
         if found["canary"] == found["stable"]:
