@@ -1,8 +1,11 @@
 """Metric presets: the canary's PromQL templates for the servers and routers teams run, as data.
 
 A preset (``PRESETS[name]``) is one server's templates for ``requests``, ``errors`` (counts over the window, for the
-exact error-rate tests), ``latency_p99`` and ``ttft_p95`` (histogram quantiles in seconds) and, where the server
-has them, ``cost_per_request`` / ``quality``, plus ``extras`` for dashboards (tokens/s, ...). Each is written in
+exact error-rate tests), ``latency_seconds`` and ``ttft_seconds`` (the histogram's bucket counts over the window,
+one series per ``le`` in seconds: the judge counts the requests above a bound, llmops.canary.buckets) and, where
+the server has them, ``cost_per_request`` / ``quality``, plus ``extras`` for dashboards (tokens/s, quantiles).
+Histograms kept in milliseconds (Istio, Triton) get their ``le`` rewritten to seconds bound by bound, so absolute
+limits in seconds mean what they say. Each is written in
 the format llmops.canary.queries renders: ``{window}``, ``{namespace}``, ``{deployment}``, ``{version}``
 placeholders, ``{{``/``}}`` for literal braces, and the side's label matchers where ``@SEL@`` stands.
 
@@ -46,7 +49,9 @@ _ALPHABET = "[bcdfghjklmnpqrstvwxz2456789]"
 POD_SELECTOR = f'pod=~"{{deployment}}-{_ALPHABET}{{{{1,10}}}}-{_ALPHABET}{{{{5}}}}", namespace=~"{{namespace}}"'
 """The default pod selection of one side (queries.py format)."""
 SELECTIONS = ("pods", "version", "explicit")
-CHECKS = ("requests", "errors", "latency_p99", "ttft_p95", "cost_per_request", "quality")
+TEMPLATES = ("requests", "errors", "latency_seconds", "ttft_seconds", "cost_per_request", "quality")
+CHECK_TEMPLATE = {"error_rate": "errors", "latency_p99": "latency_seconds", "ttft_p95": "ttft_seconds",
+                  "cost_per_request": "cost_per_request", "quality": "quality"}  # a check -> the template it needs
 
 
 def _geometric(start: float, factor: float, n: int) -> tuple[float, ...]:
@@ -59,7 +64,26 @@ def _geometric(start: float, factor: float, n: int) -> tuple[float, ...]:
 
 
 def _hq(q: float, metric: str, scale: str = "") -> str:
+    """A quantile (dashboards only: the judge works on bucket counts)."""
     return f"histogram_quantile({q}, sum by (le) (rate({metric}{{{{{SEL}}}}}[{{window}}]))){scale}"
+
+
+def _le_ms_to_s(expr: str, bounds_ms: tuple[float, ...]) -> str:
+    """Rewrite each known millisecond bound of ``expr``'s ``le`` to seconds (ascending, so a rewritten value is
+    never matched again: every result is smaller than the bounds still to come). A bound matches as a plain
+    decimal or in exponent form, integers with or without a ``.0``."""
+    for b in sorted(bounds_ms):
+        forms = {f"{b:g}", str(int(b)) if float(b).is_integer() else repr(float(b))}
+        pattern = "(" + "|".join(re.escape(f) for f in sorted(forms)) + ")" + (r"(\.0+)?" if float(b).is_integer()
+                                                                             else "")
+        pattern = pattern.replace("\\", "\\\\")  # inside a PromQL string
+        expr = f'label_replace({expr}, "le", "{b / 1000:g}", "le", "{pattern}")'
+    return expr
+
+
+def _buckets(metric: str, bounds_ms: tuple[float, ...] = ()) -> str:
+    inner = f"increase({metric}{{{{{SEL}}}}}[{{window}}])"
+    return f"sum by (le) ({_le_ms_to_s(inner, bounds_ms) if bounds_ms else inner})"
 
 
 def _inc(metric: str, extra: str = "") -> str:
@@ -86,13 +110,16 @@ class Preset:
     notes: str = ""
 
 
+ENVOY_MS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000,
+            3600000)  # Envoy's default histogram buckets (Istio's request duration), milliseconds
+TRITON_MS = (100, 500, 2000, 5000)  # Triton's default first-response buckets, milliseconds
 VLLM_HANDLER = 'handler=~"/v1/chat/completions|/v1/completions"'
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset(
         "llmops", "llmops reference server (scripts/serve.py)",
         {"requests": _inc("llm_requests_total"), "errors": _inc("llm_requests_total", ', status="error"'),
-         "latency_p99": _hq(0.99, "llm_request_duration_seconds_bucket"),
-         "ttft_p95": _hq(0.95, "llm_time_to_first_token_seconds_bucket"),
+         "latency_seconds": _buckets("llm_request_duration_seconds_bucket"),
+         "ttft_seconds": _buckets("llm_time_to_first_token_seconds_bucket"),
          "cost_per_request": f"{_rate('llm_cost_usd_total')} / {_rate('llm_requests_total')}",
          "quality": f"avg(avg_over_time(llm_quality_score{{{{{SEL}}}}}[{{window}}]))"},
         {}, {"llm_request_duration_seconds": (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
@@ -105,8 +132,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         "vllm", "vLLM OpenAI-compatible server",
         {"requests": _inc("http_requests_total", f", {VLLM_HANDLER}"),
          "errors": _inc("http_requests_total", f', {VLLM_HANDLER}, status="5xx"'),
-         "latency_p99": _hq(0.99, "vllm:e2e_request_latency_seconds_bucket"),
-         "ttft_p95": _hq(0.95, "vllm:time_to_first_token_seconds_bucket")},
+         "latency_seconds": _buckets("vllm:e2e_request_latency_seconds_bucket"),
+         "ttft_seconds": _buckets("vllm:time_to_first_token_seconds_bucket")},
         {"cost_per_request": "vLLM exports token counts, not cost", "quality": "vLLM has no quality metric"},
         {"vllm:e2e_request_latency_seconds": (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0,
                                               50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0),
@@ -114,6 +141,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
                                               1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)},
         extras={"output_tokens_per_second": _rate("vllm:generation_tokens_total"),
                 "prompt_tokens_per_second": _rate("vllm:prompt_tokens_total"),
+                "latency_p99": _hq(0.99, "vllm:e2e_request_latency_seconds_bucket"),
                 "inter_token_latency_p95": _hq(0.95, "vllm:inter_token_latency_seconds_bucket")},
         notes="requests and errors come from the API server's http_requests_total (prometheus-fastapi-"
               "instrumentator, status grouped as 2xx/4xx/5xx); the engine's vllm:request_success_total counts "
@@ -123,7 +151,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         "tgi", "Hugging Face text-generation-inference",
         {"requests": _inc("tgi_request_count"),
          "errors": _inc("tgi_request_failure", ', err=~"generation|incomplete.*"'),
-         "latency_p99": _hq(0.99, "tgi_request_duration_bucket")},
+         "latency_seconds": _buckets("tgi_request_duration_bucket")},
         {"ttft_p95": "TGI has no time-to-first-token histogram (only queue/validation/inference durations)",
          "cost_per_request": "TGI exports token counts, not cost", "quality": "TGI has no quality metric"},
         {"tgi_request_duration": _geometric(0.0001, 1.5, 35)},
@@ -136,8 +164,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         {"requests": f"{_inc('sglang:num_requests_total')} + "
                      f"({_inc('sglang:num_aborted_requests_total')} or vector(0))",
          "errors": _inc("sglang:num_aborted_requests_total"),
-         "latency_p99": _hq(0.99, "sglang:e2e_request_latency_seconds_bucket"),
-         "ttft_p95": _hq(0.95, "sglang:time_to_first_token_seconds_bucket")},
+         "latency_seconds": _buckets("sglang:e2e_request_latency_seconds_bucket"),
+         "ttft_seconds": _buckets("sglang:time_to_first_token_seconds_bucket")},
         {"cost_per_request": "SGLang exports token counts, not cost", "quality": "SGLang has no quality metric"},
         {"sglang:e2e_request_latency_seconds": (0.1, 0.2, 0.4, 0.6, 0.8, 1, 2, 4, 6, 8, 10, 20, 40, 60, 80, 100, 200,
                                                 400, 600, 1200, 1800, 2400),
@@ -151,26 +179,25 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         "triton", "NVIDIA Triton Inference Server",
         {"requests": f"{_inc('nv_inference_request_success')} + ({_inc('nv_inference_request_failure')} or vector(0))",
          "errors": _inc("nv_inference_request_failure", ', reason!="CANCELED"'),
-         "ttft_p95": _hq(0.95, "nv_inference_first_response_histogram_ms_bucket", " / 1000")},
+         "ttft_seconds": _buckets("nv_inference_first_response_histogram_ms_bucket", TRITON_MS)},
         {"latency_p99": "Triton exports request time only as a cumulative counter (nv_inference_request_"
                         "duration_us): no quantile; see extras latency_mean",
          "cost_per_request": "Triton has no cost metric", "quality": "Triton has no quality metric"},
-        {"nv_inference_first_response_histogram_ms": (100, 500, 2000, 5000)},
+        {"nv_inference_first_response_histogram_ms": TRITON_MS},
         extras={"latency_mean": f"{_rate('nv_inference_request_duration_us')} / 1e6 / "
                                 f"{_rate('nv_inference_request_success')}"},
         health_path="/v2/health/ready",
-        notes="ttft_p95 needs --metrics-config histogram_latencies=true; its default buckets (100, 500, 2000, "
-              "5000 ms) are coarse: set limits on a bound. Labels model/version are Triton's own model "
+        notes="ttft needs --metrics-config histogram_latencies=true; its default buckets (100, 500, 2000, "
+              "5000 ms, rewritten to seconds) are coarse: set limits on a bound. Labels model/version are Triton's own model "
               "repository version, not yours: pod selection."),
     Preset(
         "istio", "Istio sidecar / gateway metrics",
         {"requests": _inc("istio_requests_total"),
          "errors": _inc("istio_requests_total", ', response_code=~"5.."'),
-         "latency_p99": _hq(0.99, "istio_request_duration_milliseconds_bucket", " / 1000")},
+         "latency_seconds": _buckets("istio_request_duration_milliseconds_bucket", ENVOY_MS)},
         {"ttft_p95": "the proxy sees whole responses, not tokens", "cost_per_request": "no cost at the proxy",
          "quality": "no quality at the proxy"},
-        {"istio_request_duration_milliseconds": (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000,
-                                                 30000, 60000, 300000, 600000, 1800000, 3600000)},
+        {"istio_request_duration_milliseconds": ENVOY_MS},
         canary_selector='reporter="destination", destination_workload=~"{deployment}", '
                         'destination_workload_namespace=~"{namespace}"',
         stable_selector='reporter="destination", destination_workload=~"{deployment}", '
@@ -180,7 +207,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         "nginx", "ingress-nginx controller (retired March 2026; prefer Gateway API + model-server metrics)",
         {"requests": _inc("nginx_ingress_controller_requests"),
          "errors": _inc("nginx_ingress_controller_requests", ', status=~"5.."'),
-         "latency_p99": _hq(0.99, "nginx_ingress_controller_request_duration_seconds_bucket")},
+         "latency_seconds": _buckets("nginx_ingress_controller_request_duration_seconds_bucket")},
         {"ttft_p95": "the proxy sees whole responses, not tokens", "cost_per_request": "no cost at the proxy",
          "quality": "no quality at the proxy"},
         {"nginx_ingress_controller_request_duration_seconds": (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
@@ -303,7 +330,7 @@ def for_sides(name: str, *, canary_selector: str = "", stable_selector: str = ""
 
 
 def check_checks(name: str, enabled: list[str] | tuple[str, ...]) -> None:
-    """Refuse (exit 2) checks the preset's server cannot measure."""
+    """Refuse (exit 2) checks (judge names: error_rate, latency_p99, ttft_p95, ...) the server cannot measure."""
     preset = get(name)
     for check in enabled:
         if check in preset.missing:

@@ -160,20 +160,38 @@ def _check_side(prom, tpl: dict[str, str], side: str, window: str, kind: str, re
                                                                                                 side, window))
     assert abs(e - want["errors"]) <= 0.02 * want["errors"] + 1e-9, (kind, side, e)
     assert abs(e / n - want["errors"] / want["n"]) < 0.002, (kind, side, e, n)
-    for check, bounds in (("latency_p99", LATENCY_BOUNDS), ("ttft_p95", TTFT_BOUNDS)):
-        if check not in tpl:
+    for name, key, bounds in (("latency_seconds", "latency", LATENCY_BOUNDS), ("ttft_seconds", "ttft", TTFT_BOUNDS)):
+        if name not in tpl:
             continue
-        key = "latency" if check == "latency_p99" else "ttft"
+        # Which requests the server observes: failed ones too for ours and the proxies, else finished ones only.
+        n_obs = want["n"] if name == "latency_seconds" and kind in OBSERVE_FAILED else want["n"] - want["errors"]
+        hist = _histogram(prom, render(tpl[name], side, window), at)
+        got = sorted(b for b in hist if b != math.inf)
+        assert len(got) == len(bounds[kind]) and all(math.isclose(a, b) for a, b in zip(got, bounds[kind])), \
+            (kind, name, got)  # every bound, in seconds
         lo, hi = _bucket(bounds[kind], want[key])
-        got = _value(prom, render(tpl[check], side, window), at)
-        assert got is not None and lo - 1e-9 <= got <= hi + 1e-9, (kind, side, check, got, (lo, hi))
+        assert abs(hist[math.inf] - n_obs) <= 0.02 * n_obs, (kind, side, name, hist[math.inf], n_obs)
+        for bound, count in hist.items():  # all in the bucket (lo, hi] of the recorded value: none faster
+            expect = 0 if bound <= lo + 1e-12 else hist[math.inf] if bound >= hi - 1e-12 else None
+            assert expect is None or abs(count - expect) <= 0.02 * n_obs, (kind, side, name, bound, count, expect)
+
+
+OBSERVE_FAILED = {"llmops", "istio", "nginx"}
+
+
+def _histogram(prom, promql: str, at: float) -> dict[float, float]:
+    result = prom.api("/api/v1/query", {"query": promql, "time": f"{at:.3f}"})["result"]
+    assert result and all("le" in r["metric"] for r in result), (promql, result)
+    return {math.inf if r["metric"]["le"] == "+Inf" else float(r["metric"]["le"]): float(r["value"][1])
+            for r in result}
 
 
 @pytest.mark.parametrize("kind", ex.KINDS)
 def test_preset_counts_each_side_from_its_own_pods(scraped, kind):
     prom, window = scraped
     tpl = presets.templates(kind)
-    assert set(tpl) | set(presets.get(kind).missing) == set(presets.CHECKS)
+    missing = {presets.CHECK_TEMPLATE[c] for c in presets.get(kind).missing}
+    assert set(tpl) | missing == set(queries.DEFAULTS)
     rendered = {side: {k: _render(t, side, window) for k, t in tpl.items()} for side in ("canary", "stable")}
     presets.check_distinct(rendered["canary"], rendered["stable"])
     for side in ("canary", "stable"):

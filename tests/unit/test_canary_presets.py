@@ -24,6 +24,10 @@ def test_every_preset_renders_distinct_queries_for_the_two_sides(name):
         assert "{deployment}" not in promql and "@SEL@" not in promql
         assert promql.count("(") == promql.count(")")
     assert set(presets.PRESETS[name].templates) <= set(queries.DEFAULTS)  # names the canary judge knows
+    queries.check_sides({k: t for k, t in tpl.items() if k in queries.DEFAULTS})  # the judge's own refusal
+    for hist in queries.HISTOGRAMS:
+        if hist in tpl:
+            assert tpl[hist].lstrip("(").startswith("sum by (le) (") and "_bucket{" in tpl[hist]
 
 
 def test_identical_renderings_are_refused_with_a_fix():
@@ -69,6 +73,7 @@ def test_unknown_preset_unsupported_selection_and_checks_say_what_to_do():
     with pytest.raises(UsageError) as err:
         presets.check_checks("tgi", ["error_rate", "ttft_p95"])
     assert "ttft_p95" in err.value.message and "queries file" in err.value.hint
+    assert set(presets.CHECK_TEMPLATE) == set(__import__("llmops.canary.judge", fromlist=["CHECKS"]).CHECKS)
     presets.check_checks("vllm", ["latency_p99", "ttft_p95"])
 
 
@@ -94,6 +99,12 @@ def test_bucket_bounds_match_the_exporters_transcription_of_each_servers_source(
             if metric in source:
                 assert tuple(bounds) == tuple(source[metric]), metric
             assert f"{metric}_bucket" in " ".join(preset.templates.values()), (preset.name, metric)
+
+
+def test_millisecond_buckets_are_rewritten_to_seconds_for_the_judge():
+    promql = _render(presets.templates("istio")["latency_seconds"], "llm-canary")
+    assert promql.count("label_replace(") == len(presets.ENVOY_MS)
+    assert '"le", "2.5", "le", "(2500)(\\\\.0+)?"' in promql and '"le", "3600", "le", "(3\\\\.6e\\\\+06|3600000)' in promql
 
 
 def test_metrics_preset_script_writes_a_queries_file_canary_step_accepts(tmp_path):
