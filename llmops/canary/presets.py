@@ -32,8 +32,8 @@ stable), assuming each Service is named like its Deployment. Whatever the select
 templates whose canary and stable renderings are the same PromQL (UsageError, exit 2): they would judge the
 canary against itself.
 
-Bucket bounds matter: a quantile is only as fine as the buckets around it (histogram_quantile interpolates
-inside one). Each preset's ``buckets`` names the bounds its server uses, so limits can be set on a bound
+Bucket bounds matter: the judge knows latency only at the bounds (an absolute limit between two is tested at the
+next bound up). Each preset's ``buckets`` names the bounds its server uses, so limits can be set on a bound
 (vLLM's e2e buckets start at 0.3 s; TGI's are 1.5x apart; Triton's first-response buckets are 100, 500, 2000,
 5000 ms). Metric names are checked against the server's source (tests/infra/exporters.py names the versions).
 """

@@ -167,7 +167,7 @@ def _check_side(prom, tpl: dict[str, str], side: str, window: str, kind: str, re
         n_obs = want["n"] if name == "latency_seconds" and kind in OBSERVE_FAILED else want["n"] - want["errors"]
         hist = _histogram(prom, render(tpl[name], side, window), at)
         got = sorted(b for b in hist if b != math.inf)
-        assert len(got) == len(bounds[kind]) and all(math.isclose(a, b) for a, b in zip(got, bounds[kind])), \
+        assert len(got) == len(bounds[kind]) and all(math.isclose(a, b) for a, b in zip(got, bounds[kind], strict=False)), \
             (kind, name, got)  # every bound, in seconds
         lo, hi = _bucket(bounds[kind], want[key])
         assert abs(hist[math.inf] - n_obs) <= 0.02 * n_obs, (kind, side, name, hist[math.inf], n_obs)
