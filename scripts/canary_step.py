@@ -265,7 +265,7 @@ def analyse_once(args: argparse.Namespace, cfg) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from llmops.canary import report
-    from llmops.canary.kube import Kube
+    from llmops.canary.kube import connect
     from llmops.canary.prom import Prometheus
     from llmops.canary.runner import CanaryRun
 
@@ -277,8 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.mode == "analyse":
         return analyse_once(args, cfg)
     prom = Prometheus(args.prometheus_url, timeout=args.prometheus_timeout, token=args.prometheus_token or None)
-    kube = Kube(args.kubeconfig or None, args.context or None, namespace=args.namespace,
-                kubeconfig_data=args.kubeconfig_data or None, timeout=args.kube_timeout)
+    kube = connect(kubeconfig=args.kubeconfig or None, context=args.context or None, namespace=args.namespace,
+                   kubeconfig_data=args.kubeconfig_data or None, timeout=args.kube_timeout)
     run = CanaryRun(cfg, kube, prom)
     with run.signals:  # a cancel's second signal must cut neither the cleanup nor the record short
         try:

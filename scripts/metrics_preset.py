@@ -7,7 +7,7 @@
 
 Presets: llmops, vllm, tgi, sglang, triton, istio, nginx (llmops.canary.presets documents each). canary-step takes
 a preset directly (``metrics-preset: vllm``); this prints what it runs. The output is YAML (``name: promql``), with
-the checks the server cannot measure, its histogram bucket bounds and their unit as comments.
+the checks the server cannot measure and its histogram bucket bounds as comments.
 Exit codes: 0 ok, 2 bad usage.
 """
 from __future__ import annotations
@@ -59,8 +59,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines += [f"# cannot measure {name}: {why}" for name, why in preset.missing.items()]
     lines += [f"# buckets of {metric}: {', '.join(f'{b:g}' for b in bounds)}"
               for metric, bounds in preset.buckets.items()]
-    lines += [f"# {name}: le is in milliseconds (x {scale:g} = seconds); canary-step --metrics-preset {preset.name} "
-              "converts it, a queries file's bounds are read as seconds" for name, scale in preset.le_scale.items()]
     for name, template in templates.items():
         if args.render:
             template = queries.render(template, version=args.version, window=args.window,

@@ -34,19 +34,6 @@ def needed_templates(cfg: AnalysisConfig) -> list[str]:
     return names
 
 
-def scaled(hist: dict[str, int], scale: float | None) -> dict[str, int]:
-    """Bucket bounds in seconds: ``le`` of a histogram in another unit (ms: scale 0.001) converted."""
-    if not scale or scale == 1:
-        return hist
-    out = {}
-    for le, count in hist.items():
-        try:
-            out[le if le.strip() in ("+Inf", "Inf", "inf") else f"{float(le) * scale:g}"] = count
-        except ValueError:
-            out[le] = count  # buckets.parse names the bad bound
-    return out
-
-
 def _count(value: float | None) -> int | None:
     return None if value is None else max(0, round(value))
 
@@ -75,8 +62,7 @@ def analyse(prom: Prometheus, cfg: AnalysisConfig, canary: Side, stable: Side, n
             if name in queries.HISTOGRAMS:
                 value = prom.query_buckets(q, at)
                 if value is not None:
-                    counts[role][name] = scaled({le: max(0, round(v)) for le, v in value.items()},
-                                                cfg.le_scale.get(name))
+                    counts[role][name] = {le: max(0, round(v)) for le, v in value.items()}
             else:
                 value = prom.query_value(q, at)
                 if value is not None:

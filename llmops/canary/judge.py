@@ -71,7 +71,6 @@ class AnalysisConfig:
     limits: dict[str, Limits] = field(default_factory=dict)
     templates: dict[str, str] = field(default_factory=dict)  # the canary's (and the stable's, unless below)
     stable_templates: dict[str, str] = field(default_factory=dict)  # explicit per-side selection
-    le_scale: dict[str, float] = field(default_factory=dict)  # histogram template -> seconds per le unit (ms: 0.001)
     regex_deployment: bool = False  # {deployment} sits in a regex (pod patterns): rendered regex-escaped
     histograms_optional: bool = False  # what-if input: a histogram absent on both sides is "not measured"
 

@@ -1,12 +1,11 @@
 """Metric presets: the canary's PromQL templates for the servers and routers teams run, as data.
 
-A preset (``PRESETS[name]``) is one server's templates for the canary judge's inputs (llmops.canary.queries):
-``requests`` and ``errors`` (counts over the window, for the exact error-rate tests), ``latency_seconds`` and
-``ttft_seconds`` (cumulative histogram bucket counts over the window, one series per ``le``:
-``sum by (le) (increase(<histogram>_bucket{...}[{window}]))``, judged as counts of slow requests, never as a
-quantile) and, where the server has them, ``cost_per_request`` / ``quality``, plus ``extras`` for dashboards
-(tokens/s, quantiles, ...). A histogram in milliseconds (Istio, Triton) says so in ``le_scale`` (0.001): the judge
-reads its bounds in seconds. Each is written in
+A preset (``PRESETS[name]``) is one server's templates for ``requests``, ``errors`` (counts over the window, for the
+exact error-rate tests), ``latency_seconds`` and ``ttft_seconds`` (the histogram's bucket counts over the window,
+one series per ``le`` in seconds: the judge counts the requests above a bound, llmops.canary.buckets) and, where
+the server has them, ``cost_per_request`` / ``quality``, plus ``extras`` for dashboards (tokens/s, quantiles).
+Histograms kept in milliseconds (Istio, Triton) get their ``le`` rewritten to seconds bound by bound, so absolute
+limits in seconds mean what they say. Each is written in
 the format llmops.canary.queries renders: ``{window}``, ``{namespace}``, ``{deployment}``, ``{version}``
 placeholders, ``{{``/``}}`` for literal braces, and the side's label matchers where ``@SEL@`` stands.
 
@@ -33,10 +32,10 @@ stable), assuming each Service is named like its Deployment. Whatever the select
 templates whose canary and stable renderings are the same PromQL (UsageError, exit 2): they would judge the
 canary against itself.
 
-Bucket bounds matter: the judge counts requests slower than a bucket bound, so a latency limit is tested at the
-first bound at or above it. Each preset's ``buckets`` names the bounds its server uses, so limits can be set on a
-bound (vLLM's e2e buckets start at 0.3 s; TGI's are 1.5x apart; Triton's first-response buckets are 100, 500,
-2000, 5000 ms). Metric names are checked against the server's source (tests/infra/exporters.py names the versions).
+Bucket bounds matter: the judge knows latency only at the bounds (an absolute limit between two is tested at the
+next bound up). Each preset's ``buckets`` names the bounds its server uses, so limits can be set on a bound
+(vLLM's e2e buckets start at 0.3 s; TGI's are 1.5x apart; Triton's first-response buckets are 100, 500, 2000,
+5000 ms). Metric names are checked against the server's source (tests/infra/exporters.py names the versions).
 """
 from __future__ import annotations
 
@@ -50,8 +49,9 @@ _ALPHABET = "[bcdfghjklmnpqrstvwxz2456789]"
 POD_SELECTOR = f'pod=~"{{deployment}}-{_ALPHABET}{{{{1,10}}}}-{_ALPHABET}{{{{5}}}}", namespace=~"{{namespace}}"'
 """The default pod selection of one side (queries.py format)."""
 SELECTIONS = ("pods", "version", "explicit")
-CHECKS = ("requests", "errors", "latency_seconds", "ttft_seconds", "cost_per_request", "quality")
-"""The template names a preset may fill (the judge's inputs, llmops.canary.queries.DEFAULTS)."""
+TEMPLATES = ("requests", "errors", "latency_seconds", "ttft_seconds", "cost_per_request", "quality")
+CHECK_TEMPLATE = {"error_rate": "errors", "latency_p99": "latency_seconds", "ttft_p95": "ttft_seconds",
+                  "cost_per_request": "cost_per_request", "quality": "quality"}  # a check -> the template it needs
 
 
 def _geometric(start: float, factor: float, n: int) -> tuple[float, ...]:
@@ -64,12 +64,26 @@ def _geometric(start: float, factor: float, n: int) -> tuple[float, ...]:
 
 
 def _hq(q: float, metric: str, scale: str = "") -> str:
+    """A quantile (dashboards only: the judge works on bucket counts)."""
     return f"histogram_quantile({q}, sum by (le) (rate({metric}{{{{{SEL}}}}}[{{window}}]))){scale}"
 
 
-def _buckets(metric: str) -> str:
-    """Cumulative bucket counts over the window, by le (what llmops.canary.prom.Prometheus.query_buckets reads)."""
-    return f"sum by (le) (increase({metric}{{{{{SEL}}}}}[{{window}}]))"
+def _le_ms_to_s(expr: str, bounds_ms: tuple[float, ...]) -> str:
+    """Rewrite each known millisecond bound of ``expr``'s ``le`` to seconds (ascending, so a rewritten value is
+    never matched again: every result is smaller than the bounds still to come). A bound matches as a plain
+    decimal or in exponent form, integers with or without a ``.0``."""
+    for b in sorted(bounds_ms):
+        forms = {f"{b:g}", str(int(b)) if float(b).is_integer() else repr(float(b))}
+        pattern = "(" + "|".join(re.escape(f) for f in sorted(forms)) + ")" + (r"(\.0+)?" if float(b).is_integer()
+                                                                             else "")
+        pattern = pattern.replace("\\", "\\\\")  # inside a PromQL string
+        expr = f'label_replace({expr}, "le", "{b / 1000:g}", "le", "{pattern}")'
+    return expr
+
+
+def _buckets(metric: str, bounds_ms: tuple[float, ...] = ()) -> str:
+    inner = f"increase({metric}{{{{{SEL}}}}}[{{window}}])"
+    return f"sum by (le) ({_le_ms_to_s(inner, bounds_ms) if bounds_ms else inner})"
 
 
 def _inc(metric: str, extra: str = "") -> str:
@@ -87,7 +101,6 @@ class Preset:
     templates: dict[str, str]
     missing: dict[str, str]  # check -> why this server cannot measure it
     buckets: dict[str, tuple[float, ...]]
-    le_scale: dict[str, float] = field(default_factory=dict)  # histogram template -> seconds per le unit
     version_label: str | None = None  # the label whose value is the model version, if the server has one
     canary_selector: str = POD_SELECTOR  # default per-side selections (queries.py format, {deployment} filled)
     stable_selector: str = POD_SELECTOR
@@ -97,6 +110,9 @@ class Preset:
     notes: str = ""
 
 
+ENVOY_MS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000,
+            3600000)  # Envoy's default histogram buckets (Istio's request duration), milliseconds
+TRITON_MS = (100, 500, 2000, 5000)  # Triton's default first-response buckets, milliseconds
 VLLM_HANDLER = 'handler=~"/v1/chat/completions|/v1/completions"'
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset(
@@ -110,7 +126,6 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
              "llm_time_to_first_token_seconds": (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)},
         version_label="model_version", default_selection="version",
         extras={"output_tokens_per_second": _rate("llm_output_tokens_total"),
-                "latency_p99": _hq(0.99, "llm_request_duration_seconds_bucket"),
                 "cost_per_hour": f"{_rate('llm_cost_usd_total')} * 3600"},
         notes="errors are 5xx answers (status=\"error\"); 4xx (status=\"invalid\") are the client's."),
     Preset(
@@ -127,7 +142,6 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         extras={"output_tokens_per_second": _rate("vllm:generation_tokens_total"),
                 "prompt_tokens_per_second": _rate("vllm:prompt_tokens_total"),
                 "latency_p99": _hq(0.99, "vllm:e2e_request_latency_seconds_bucket"),
-                "ttft_p95": _hq(0.95, "vllm:time_to_first_token_seconds_bucket"),
                 "inter_token_latency_p95": _hq(0.95, "vllm:inter_token_latency_seconds_bucket")},
         notes="requests and errors come from the API server's http_requests_total (prometheus-fastapi-"
               "instrumentator, status grouped as 2xx/4xx/5xx); the engine's vllm:request_success_total counts "
@@ -138,11 +152,10 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         {"requests": _inc("tgi_request_count"),
          "errors": _inc("tgi_request_failure", ', err=~"generation|incomplete.*"'),
          "latency_seconds": _buckets("tgi_request_duration_bucket")},
-        {"ttft_seconds": "TGI has no time-to-first-token histogram (only queue/validation/inference durations)",
+        {"ttft_p95": "TGI has no time-to-first-token histogram (only queue/validation/inference durations)",
          "cost_per_request": "TGI exports token counts, not cost", "quality": "TGI has no quality metric"},
         {"tgi_request_duration": _geometric(0.0001, 1.5, 35)},
         extras={"output_tokens_per_second": "sum(rate(tgi_request_generated_tokens_sum{{@SEL@}}[{window}]))",
-                "latency_p99": _hq(0.99, "tgi_request_duration_bucket"),
                 "queue_p95": _hq(0.95, "tgi_request_queue_duration_bucket")},
         notes="TGI labels nothing with the model: pod selection is the only way. Validation, template and "
               "overloaded (429) failures are the client's or capacity, not counted as errors."),
@@ -159,38 +172,32 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
          "sglang:time_to_first_token_seconds": (0.1, 0.2, 0.4, 0.6, 0.8, 1, 2, 4, 6, 8, 10, 20, 40, 60, 80, 100,
                                                 200, 400)},
         version_label="model_name",
-        extras={"output_tokens_per_second": _rate("sglang:generation_tokens_total"),
-                "latency_p99": _hq(0.99, "sglang:e2e_request_latency_seconds_bucket")},
+        extras={"output_tokens_per_second": _rate("sglang:generation_tokens_total")},
         notes="SGLang counts finished requests and aborted ones separately; aborts (errors and client "
               "disconnects) are the error count. TTFT buckets start at 0.1 s."),
     Preset(
         "triton", "NVIDIA Triton Inference Server",
         {"requests": f"{_inc('nv_inference_request_success')} + ({_inc('nv_inference_request_failure')} or vector(0))",
          "errors": _inc("nv_inference_request_failure", ', reason!="CANCELED"'),
-         "ttft_seconds": _buckets("nv_inference_first_response_histogram_ms_bucket")},
-        {"latency_seconds": "Triton exports request time only as a cumulative counter (nv_inference_request_"
+         "ttft_seconds": _buckets("nv_inference_first_response_histogram_ms_bucket", TRITON_MS)},
+        {"latency_p99": "Triton exports request time only as a cumulative counter (nv_inference_request_"
                         "duration_us): no quantile; see extras latency_mean",
          "cost_per_request": "Triton has no cost metric", "quality": "Triton has no quality metric"},
-        {"nv_inference_first_response_histogram_ms": (100, 500, 2000, 5000)},
-        le_scale={"ttft_seconds": 0.001},
+        {"nv_inference_first_response_histogram_ms": TRITON_MS},
         extras={"latency_mean": f"{_rate('nv_inference_request_duration_us')} / 1e6 / "
-                                f"{_rate('nv_inference_request_success')}",
-                "ttft_p95": _hq(0.95, "nv_inference_first_response_histogram_ms_bucket", " / 1000")},
+                                f"{_rate('nv_inference_request_success')}"},
         health_path="/v2/health/ready",
-        notes="ttft_seconds needs --metrics-config histogram_latencies=true; its default buckets (100, 500, 2000, "
-              "5000 ms) are coarse: set limits on a bound. Labels model/version are Triton's own model "
+        notes="ttft needs --metrics-config histogram_latencies=true; its default buckets (100, 500, 2000, "
+              "5000 ms, rewritten to seconds) are coarse: set limits on a bound. Labels model/version are Triton's own model "
               "repository version, not yours: pod selection."),
     Preset(
         "istio", "Istio sidecar / gateway metrics",
         {"requests": _inc("istio_requests_total"),
          "errors": _inc("istio_requests_total", ', response_code=~"5.."'),
-         "latency_seconds": _buckets("istio_request_duration_milliseconds_bucket")},
-        {"ttft_seconds": "the proxy sees whole responses, not tokens", "cost_per_request": "no cost at the proxy",
+         "latency_seconds": _buckets("istio_request_duration_milliseconds_bucket", ENVOY_MS)},
+        {"ttft_p95": "the proxy sees whole responses, not tokens", "cost_per_request": "no cost at the proxy",
          "quality": "no quality at the proxy"},
-        {"istio_request_duration_milliseconds": (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000,
-                                                 30000, 60000, 300000, 600000, 1800000, 3600000)},
-        le_scale={"latency_seconds": 0.001},
-        extras={"latency_p99": _hq(0.99, "istio_request_duration_milliseconds_bucket", " / 1000")},
+        {"istio_request_duration_milliseconds": ENVOY_MS},
         canary_selector='reporter="destination", destination_workload=~"{deployment}", '
                         'destination_workload_namespace=~"{namespace}"',
         stable_selector='reporter="destination", destination_workload=~"{deployment}", '
@@ -201,11 +208,10 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         {"requests": _inc("nginx_ingress_controller_requests"),
          "errors": _inc("nginx_ingress_controller_requests", ', status=~"5.."'),
          "latency_seconds": _buckets("nginx_ingress_controller_request_duration_seconds_bucket")},
-        {"ttft_seconds": "the proxy sees whole responses, not tokens", "cost_per_request": "no cost at the proxy",
+        {"ttft_p95": "the proxy sees whole responses, not tokens", "cost_per_request": "no cost at the proxy",
          "quality": "no quality at the proxy"},
         {"nginx_ingress_controller_request_duration_seconds": (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
                                                                5, 10)},
-        extras={"latency_p99": _hq(0.99, "nginx_ingress_controller_request_duration_seconds_bucket")},
         canary_selector='canary=~"{namespace}-{deployment}-[0-9]+"',
         stable_selector='canary="", service=~"{deployment}", namespace=~"{namespace}"',
         health_path="",
@@ -323,14 +329,13 @@ def for_sides(name: str, *, canary_selector: str = "", stable_selector: str = ""
     return shared, shared
 
 
-def check_checks(name: str, enabled: list[str] | tuple[str, ...], flags: dict[str, str] | None = None) -> None:
-    """Refuse (exit 2) templates the preset's server cannot measure; ``flags`` names each one's limit inputs."""
+def check_checks(name: str, enabled: list[str] | tuple[str, ...]) -> None:
+    """Refuse (exit 2) checks (judge names: error_rate, latency_p99, ttft_p95, ...) the server cannot measure."""
     preset = get(name)
-    for template in enabled:
-        if template in preset.missing:
-            limit = (flags or {}).get(template, f"the {template} limits")
-            raise UsageError(f"metrics-preset {name} cannot measure {template}: {preset.missing[template]}",
-                             f"set {limit} to off, or give a queries file with your own {template} template")
+    for check in enabled:
+        if check in preset.missing:
+            raise UsageError(f"metrics-preset {name} cannot judge {check}: {preset.missing[check]}",
+                             f"drop the {check} limit, or give a queries file with your own {check} template")
 
 
 def check_distinct(canary: dict[str, str], stable: dict[str, str]) -> None:

@@ -110,7 +110,7 @@ def versions(kube: Kube | None, cfg: CanaryConfig, *, check_exists: bool = True)
             found[role] = f"{name}@{rev or obj['metadata'].get('generation', '')}"
         if not found[role]:
             where = (f"pod label {cfg.version_label!r}" if cfg.version_label else
-                     "MODEL_VERSION env (or kubectl-promote's llmops-actions/model-version annotation)")
+                     "MODEL_VERSION env (or kubectl-promote's llmops.dev/model-version annotation)")
             raise UsageError(f"no {role} version: Deployment {t.namespace}/{name} has no {where}",
                              f"pass {role}-version (the model_version label its metrics carry) or version-label")
     if uses and found["canary"] == found["stable"]:

@@ -22,6 +22,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from llmops.canary import presets, queries
+from llmops.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,6 @@ class Selection:
     mode: str  # version | pods | router | explicit
     canary: dict[str, str]
     stable: dict[str, str]
-    le_scale: dict[str, float] = field(default_factory=dict)
     overrides: dict[str, str] = field(default_factory=dict)
     selectors: dict[str, str] = field(default_factory=dict)  # role -> the matchers used (explicit or pinned)
 
@@ -43,13 +43,13 @@ class Selection:
 
     def describe(self) -> dict:
         return {"metrics_preset": self.preset, "selection": self.mode, "selectors": dict(self.selectors),
-                "overridden": sorted(self.overrides), "le_scale": dict(self.le_scale)}
+                "overridden": sorted(self.overrides)}
 
     def analysis(self, cfg):
         """``cfg`` (an AnalysisConfig) with this selection's templates."""
         return dataclasses.replace(cfg, templates=dict(self.canary),
                                    stable_templates={} if self.stable == self.canary else dict(self.stable),
-                                   le_scale=dict(self.le_scale), regex_deployment=self.regex_deployment)
+                                   regex_deployment=self.regex_deployment)
 
 
 def resolve(preset: str, *, canary_selector: str = "", stable_selector: str = "", queries_path: str = "",
@@ -57,7 +57,7 @@ def resolve(preset: str, *, canary_selector: str = "", stable_selector: str = ""
     """The templates of both sides, checked without a cluster. ``needed``: the templates the enabled checks use."""
     p = presets.get(preset)  # unknown preset: exit 2 naming the choices
     overrides = queries.read(queries_path or None)
-    presets.check_checks(preset, [n for n in needed if n not in overrides], flags)
+    check_measurable(p, needed, overrides, flags)
     explicit = bool(canary_selector or stable_selector)
     if explicit:
         canary, stable = presets.for_sides(preset, canary_selector=canary_selector, stable_selector=stable_selector)
@@ -72,9 +72,18 @@ def resolve(preset: str, *, canary_selector: str = "", stable_selector: str = ""
         selectors = {}
     if overrides:
         canary, stable = dict(canary, **overrides), dict(stable, **overrides)
-    sel = Selection(preset, mode, dict(canary), dict(stable), dict(p.le_scale), overrides, selectors)
+    sel = Selection(preset, mode, dict(canary), dict(stable), overrides, selectors)
     check_distinct(sel, needed or list(canary))
     return sel
+
+
+def check_measurable(p, needed, overrides: dict[str, str], flags: dict[str, str] | None) -> None:
+    """Refuse (exit 2) an enabled check the preset's server cannot measure, unless a queries file supplies it."""
+    for check, template in presets.CHECK_TEMPLATE.items():
+        if template in needed and template not in overrides and check in p.missing:
+            limit = (flags or {}).get(template, f"the {check} limits")
+            raise UsageError(f"metrics-preset {p.name} cannot measure {template} (for {check}): {p.missing[check]}",
+                             f"set {limit} to off, or give a queries file with your own {template} template")
 
 
 def check_distinct(sel: Selection, names: list[str]) -> None:

@@ -184,7 +184,7 @@ def test_healthy_canary_is_promoted(canary_world):
     stable = world.apps.read_namespaced_deployment("llm-stable", world.ns)
     container = stable.spec.template.spec.containers[0]  # kubectl-promote's change: image + MODEL_VERSION
     assert container.image == "model:v2" and {e.name: e.value for e in container.env}["MODEL_VERSION"] == "v2"
-    assert stable.metadata.annotations["llmops-actions/model-version"] == "v2"
+    assert stable.metadata.annotations["llmops.dev/model-version"] == "v2"
     assert any("kubectl-promote" in a for a in report["actions"]) and report["promotion"]["previous_version"] == "v1"
     assert world.weight() == 0 and world.replicas("llm-canary") == 0 and stable.spec.replicas == 4
 

@@ -4,9 +4,9 @@ requests, no errors) and a canary with 10% server errors, plus a decoy pod (a St
 a ``llm-canary-shadow`` workload / upstream for the routers) that sends 300 errors and must never be counted.
 
 What a user would notice if a preset were wrong: the canary's error count would include the decoy (or the
-stable's), the two sides would render the same query, or the latency bucket counts the judge reads (by ``le``,
-in seconds) would hold the other side's or the decoy's requests. ``increase()`` extrapolates to the window
-edges; each side is queried at its own target's last scrape and over a window that starts before Prometheus's first sample, which leaves only the start-edge extrapolation
+stable's), the two sides would render the same query, or a latency quantile would come from the other side's
+buckets. ``increase()`` extrapolates to the window edges; each side is queried at its own target's last scrape
+and over a window that starts before Prometheus's first sample, which leaves only the start-edge extrapolation
 (at most first value / increase = 1%): counts are compared within 2%, and the error *ratio* of one side, from
 series of one scrape with the same extrapolation, exactly.
 """
@@ -160,33 +160,38 @@ def _check_side(prom, tpl: dict[str, str], side: str, window: str, kind: str, re
                                                                                                 side, window))
     assert abs(e - want["errors"]) <= 0.02 * want["errors"] + 1e-9, (kind, side, e)
     assert abs(e / n - want["errors"] / want["n"]) < 0.002, (kind, side, e, n)
-    for name, bounds in (("latency_seconds", LATENCY_BOUNDS), ("ttft_seconds", TTFT_BOUNDS)):
+    for name, key, bounds in (("latency_seconds", "latency", LATENCY_BOUNDS), ("ttft_seconds", "ttft", TTFT_BOUNDS)):
         if name not in tpl:
             continue
-        key = "latency" if name == "latency_seconds" else "ttft"
+        # Which requests the server observes: failed ones too for ours and the proxies, else finished ones only.
+        n_obs = want["n"] if name == "latency_seconds" and kind in OBSERVE_FAILED else want["n"] - want["errors"]
+        hist = _histogram(prom, render(tpl[name], side, window), at)
+        got = sorted(b for b in hist if b != math.inf)
+        assert len(got) == len(bounds[kind]) and all(math.isclose(a, b) for a, b in zip(got, bounds[kind], strict=False)), \
+            (kind, name, got)  # every bound, in seconds
         lo, hi = _bucket(bounds[kind], want[key])
-        hist = _buckets(prom, render(tpl[name], side, window), at, presets.get(kind).le_scale.get(name))
-        total = hist[math.inf]
-        assert total > 0.5 * want["n"], (kind, side, name, hist)
-        # every request of this side in its own bucket: none at or below lo (the decoy's are), all at hi
-        assert hist.get(lo, 0.0) <= 0.02 * total and hist[hi] >= 0.98 * total, (kind, side, name, (lo, hi), hist)
+        assert abs(hist[math.inf] - n_obs) <= 0.02 * n_obs, (kind, side, name, hist[math.inf], n_obs)
+        for bound, count in hist.items():  # all in the bucket (lo, hi] of the recorded value: none faster
+            expect = 0 if bound <= lo + 1e-12 else hist[math.inf] if bound >= hi - 1e-12 else None
+            assert expect is None or abs(count - expect) <= 0.02 * n_obs, (kind, side, name, bound, count, expect)
 
 
-def _buckets(prom, promql: str, at: float, scale: float | None) -> dict[float, float]:
-    """What the canary judge reads: cumulative counts by le (in seconds, as llmops.canary.analysis scales them)."""
-    from llmops.canary.analysis import scaled
+OBSERVE_FAILED = {"llmops", "istio", "nginx"}
 
+
+def _histogram(prom, promql: str, at: float) -> dict[float, float]:
     result = prom.api("/api/v1/query", {"query": promql, "time": f"{at:.3f}"})["result"]
-    assert result and all(set(r["metric"]) == {"le"} for r in result), (promql, result)
-    raw = scaled({r["metric"]["le"]: float(r["value"][1]) for r in result}, scale)
-    return {math.inf if le == "+Inf" else float(le): v for le, v in raw.items()}
+    assert result and all("le" in r["metric"] for r in result), (promql, result)
+    return {math.inf if r["metric"]["le"] == "+Inf" else float(r["metric"]["le"]): float(r["value"][1])
+            for r in result}
 
 
 @pytest.mark.parametrize("kind", ex.KINDS)
 def test_preset_counts_each_side_from_its_own_pods(scraped, kind):
     prom, window = scraped
     tpl = presets.templates(kind)
-    assert set(tpl) | set(presets.get(kind).missing) == set(presets.CHECKS)
+    missing = {presets.CHECK_TEMPLATE[c] for c in presets.get(kind).missing}
+    assert set(tpl) | missing == set(queries.DEFAULTS)
     rendered = {side: {k: _render(t, side, window) for k, t in tpl.items()} for side in ("canary", "stable")}
     presets.check_distinct(rendered["canary"], rendered["stable"])
     for side in ("canary", "stable"):

@@ -24,6 +24,10 @@ def test_every_preset_renders_distinct_queries_for_the_two_sides(name):
         assert "{deployment}" not in promql and "@SEL@" not in promql
         assert promql.count("(") == promql.count(")")
     assert set(presets.PRESETS[name].templates) <= set(queries.DEFAULTS)  # names the canary judge knows
+    queries.check_sides({k: t for k, t in tpl.items() if k in queries.DEFAULTS})  # the judge's own refusal
+    for hist in queries.HISTOGRAMS:
+        if hist in tpl:
+            assert tpl[hist].lstrip("(").startswith("sum by (le) (") and "_bucket{" in tpl[hist]
 
 
 def test_identical_renderings_are_refused_with_a_fix():
@@ -67,10 +71,10 @@ def test_unknown_preset_unsupported_selection_and_checks_say_what_to_do():
         presets.templates("tgi", "version")
     assert "canary-selector" in err.value.hint
     with pytest.raises(UsageError) as err:
-        presets.check_checks("tgi", ["requests", "ttft_seconds"], {"ttft_seconds": "max-ttft-increase"})
-    assert "ttft_seconds" in err.value.message and "queries file" in err.value.hint
-    assert "max-ttft-increase to off" in err.value.hint
-    presets.check_checks("vllm", ["latency_seconds", "ttft_seconds"])
+        presets.check_checks("tgi", ["error_rate", "ttft_p95"])
+    assert "ttft_p95" in err.value.message and "queries file" in err.value.hint
+    assert set(presets.CHECK_TEMPLATE) == set(__import__("llmops.canary.judge", fromlist=["CHECKS"]).CHECKS)
+    presets.check_checks("vllm", ["latency_p99", "ttft_p95"])
 
 
 def test_router_presets_select_the_proxy_view():
@@ -97,6 +101,12 @@ def test_bucket_bounds_match_the_exporters_transcription_of_each_servers_source(
             assert f"{metric}_bucket" in " ".join(preset.templates.values()), (preset.name, metric)
 
 
+def test_millisecond_buckets_are_rewritten_to_seconds_for_the_judge():
+    promql = _render(presets.templates("istio")["latency_seconds"], "llm-canary")
+    assert promql.count("label_replace(") == len(presets.ENVOY_MS)
+    assert '"le", "2.5", "le", "(2500)(\\\\.0+)?"' in promql and '"le", "3600", "le", "(3\\\\.6e\\\\+06|3600000)' in promql
+
+
 def test_metrics_preset_script_writes_a_queries_file_canary_step_accepts(tmp_path):
     import subprocess
     import sys
@@ -111,7 +121,7 @@ def test_metrics_preset_script_writes_a_queries_file_canary_step_accepts(tmp_pat
     path.write_text(proc.stdout)
     loaded = queries.load(str(path))
     assert loaded["requests"] == presets.templates("tgi")["requests"]
-    assert "# cannot measure ttft_seconds" in proc.stdout
+    assert "# cannot measure ttft_p95" in proc.stdout
     bad = subprocess.run([sys.executable, str(script), "tgi", "--selection", "version"], capture_output=True,
                          text=True, env=env, timeout=60)
     assert bad.returncode == 2 and "no version label" in bad.stdout + bad.stderr
@@ -149,24 +159,3 @@ def test_for_sides_gives_one_shared_set_or_one_set_per_explicit_side():
     same_c, same_s = presets.for_sides("tgi", canary_selector='pod="a"', stable_selector='pod="a"')
     with pytest.raises(UsageError):
         presets.check_distinct(same_c, same_s)
-
-
-@pytest.mark.parametrize("name", list(presets.PRESETS))
-def test_histogram_templates_are_bucket_counts_by_le_over_the_window(name):
-    """What the judge reads (llmops.canary.prom.query_buckets): cumulative bucket increases, one series per le;
-    never a quantile. A histogram in milliseconds declares it, so the judge's bounds are seconds."""
-    preset = presets.get(name)
-    for key in queries.HISTOGRAMS:
-        if key in preset.missing:
-            assert key not in preset.templates
-            continue
-        t = preset.templates[key]
-        assert t.startswith("sum by (le) (increase(") and "_bucket{{" in t and "[{window}]" in t, (name, t)
-        assert "histogram_quantile" not in t
-        in_ms = "_ms_bucket" in t or "milliseconds" in t
-        assert preset.le_scale.get(key) == (0.001 if in_ms else None), (name, key)
-    assert not set(preset.templates) & set(queries.RENAMED), name
-
-
-def test_llmops_preset_is_the_built_in_template_set():
-    assert presets.templates("llmops") == queries.DEFAULTS
