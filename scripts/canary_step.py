@@ -229,14 +229,14 @@ def what_if(args: argparse.Namespace) -> int:
 def analyse_once(args: argparse.Namespace, cfg) -> int:
     """One read-only window against live Prometheus: the window record to --report; 0 pass, 1 fail."""
     from llmops.canary import probe
-    from llmops.canary.kube import Kube
+    from llmops.canary.kube import connect
     from llmops.canary.prom import Prometheus
 
     prom = Prometheus(args.prometheus_url, timeout=args.prometheus_timeout, token=args.prometheus_token or None)
     kube = None
     if probe.needs_cluster(cfg) or (cfg.provider and cfg.weight is None):
-        kube = Kube(args.kubeconfig or None, args.context or None, namespace=args.namespace,
-                    kubeconfig_data=args.kubeconfig_data or None, timeout=args.kube_timeout)
+        kube = connect(kubeconfig=args.kubeconfig or None, context=args.context or None, namespace=args.namespace,
+                       kubeconfig_data=args.kubeconfig_data or None, timeout=args.kube_timeout)
     try:
         record = probe.run(cfg, prom, kube, log=lambda text: print(text, file=sys.stderr, flush=True))
     finally:

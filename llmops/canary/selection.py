@@ -106,7 +106,7 @@ def current_hash(kube, namespace: str, dep: dict) -> str | None:
     """The pod-template-hash of the Deployment's ReplicaSet at its current revision (None: not created yet)."""
     meta = dep["metadata"]
     revision = (meta.get("annotations") or {}).get("deployment.kubernetes.io/revision")
-    sets = kube.call(f"list replicasets in {namespace}", kube.k8s.apps.list_namespaced_replica_set, namespace)
+    sets = kube.call(kube.apps.list_namespaced_replica_set, namespace, what=f"list replicasets in {namespace}")
     for rs in sets.get("items") or []:
         m = rs.get("metadata") or {}
         owned = any(o.get("uid") == meta.get("uid") for o in m.get("ownerReferences") or [])
