@@ -19,6 +19,9 @@ def _render(sel: selection.Selection, role: str, name: str, deployment: str, ver
 
 
 def test_the_default_is_todays_built_in_templates():
+    from llmops.canary import presets
+
+    assert presets.templates("llmops") == queries.DEFAULTS  # the preset documents exactly what runs by default
     sel = selection.resolve("llmops", needed=NEEDED)
     assert sel.mode == "version" and sel.canary == queries.DEFAULTS and sel.stable == queries.DEFAULTS
     cfg = sel.analysis(AnalysisConfig())
