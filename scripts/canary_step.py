@@ -1,7 +1,8 @@
 """canary-step: shift traffic to a canary gradually and let Prometheus decide, statistically.
 
 Modes: run (walk the steps), step (one window), what-if (replay windows from a file or stdin through the same judge,
-no cluster, no Prometheus: one JSON line per window). Exit codes: 0 promote or continue, 1 rollback, 2 bad
+no cluster, no Prometheus: one JSON line per window), abort (all traffic back to stable now, as a failed canary's
+rollback does; exit 0 once it is there). Exit codes: 0 promote or continue, 1 rollback, 2 bad
 configuration or input (what-if: with the line number), 3 Prometheus or the API server unreachable (traffic is
 returned to stable first). See docs/actions/canary-step.md.
 """
@@ -68,7 +69,7 @@ def positive(text: str) -> float:
     return value
 
 
-MODES = ("run", "step", "what-if")
+MODES = ("run", "step", "what-if", "abort")
 PAUSE_ACTIONS = ("keep", "stable")
 
 
@@ -76,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="canary_step.py", description=__doc__.splitlines()[0])
     a = p.add_argument
     a("--mode", choices=MODES, default="run",
-      help="run: walk all steps; step: one window; what-if: replay --windows through the judge, no cluster")
+      help="run: walk all steps; step: one window; what-if: replay --windows through the judge, no cluster; "
+           "abort: return all traffic to stable now (no Prometheus needed)")
     a("--windows", default="", help="what-if: JSON lines of window counts, or a canary-report.json (- = stdin)")
     a("--provider", default="", help="traffic provider: nginx, istio, gateway-api or replicas")
     a("--namespace", default="default")
@@ -152,7 +154,7 @@ def config_from(args: argparse.Namespace):
     from llmops.canary.routers import PROVIDERS, Target
     from llmops.canary.runner import CanaryConfig
 
-    for flag in ("provider", "stable", "canary", "prometheus-url"):
+    for flag in ("provider", "stable", "canary") + (() if args.mode == "abort" else ("prometheus-url",)):
         if not getattr(args, flag.replace("-", "_")):
             raise UsageError(f"{flag} is required in mode {args.mode}",
                              f"pass {flag}, or mode what-if with windows to replay counts offline")
@@ -210,13 +212,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.mode == "what-if":
         return what_if(args)
     cfg = config_from(args)
-    prom = Prometheus(args.prometheus_url, timeout=args.prometheus_timeout, token=args.prometheus_token or None)
+    prom = (Prometheus(args.prometheus_url, timeout=args.prometheus_timeout, token=args.prometheus_token or None)
+            if args.prometheus_url or args.mode != "abort" else None)
     kube = connect(kubeconfig=args.kubeconfig or None, context=args.context or None, namespace=args.namespace,
                    kubeconfig_data=args.kubeconfig_data or None, timeout=args.kube_timeout)
     run = CanaryRun(cfg, kube, prom)
     with run.signals:  # a cancel's second signal must cut neither the cleanup nor the record short
         try:
-            decision = run.execute()
+            decision = run.abort() if args.mode == "abort" else run.execute()
         except BaseException as exc:
             cancelled = isinstance(exc, KeyboardInterrupt)
             with run.signals.cleanup():
@@ -233,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             report.write(args.report, record)
             gha.set_outputs(report.outputs(record, args.report))
             report.summary(record).write()
-    if decision == "rollback":
+    if decision == "rollback" and args.mode != "abort":  # abort: exit 0 once all traffic is on stable
         gha.error(f"canary rolled back: {record['reason']}")
         return 1
     return 0

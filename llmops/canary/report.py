@@ -64,7 +64,7 @@ def build(run: CanaryRun, error: str | None = None, cancelled: bool = False) -> 
         "windows": run.windows,
         "actions": run.actions,
         "promotion": run.promotion,
-        "prometheus_queries": run.prom.queries,
+        "prometheus_queries": run.prom.queries if run.prom else 0,
         "kubernetes_calls": run.kube.calls,
         "signature": signature(run),
     }
