@@ -1,12 +1,18 @@
-"""Integration test of a deployed model server: health, smoke completions, and checks on each answer.
+"""Integration test of a deployed model server: health, smoke completions or chats, and checks on each answer.
 
     python scripts/integration_test.py --endpoint http://llm-server.staging.svc:8000
+    python scripts/integration_test.py --endpoint URL --preset vllm --api chat --model v2
     python scripts/integration_test.py --endpoint URL --cases smoke.jsonl --max-latency-ms 2000
 
-Checks: ``GET <endpoint><health-path>`` answers 2xx within ``--timeout`` seconds; then each prompt (``--prompt``,
-repeatable, or ``--cases`` JSONL rows ``{"prompt", "expect"?: substring, "expect_regex"?: pattern}``) is sent to
-``POST <endpoint>/v1/completions``: status 200, ``choices[0].text`` a non-empty string, latency under the limit, the
-expectation met. Exit codes: 0 all passed, 1 a check failed, 2 bad input, 3 the endpoint never answered.
+Checks: ``GET <endpoint><health-path>`` answers 2xx within ``--timeout`` seconds (the path from ``--preset``:
+``/health`` for llmops, vllm, tgi and sglang, ``/v2/health/ready`` for triton, ``/v1/models`` for any other
+OpenAI-compatible server such as llama.cpp; ``--health-path`` overrides it). A 404/405/501 there fails at once:
+the server has no such path, and waiting would not give it one. Then each prompt (``--prompt``, repeatable, or
+``--cases`` JSONL rows ``{"prompt", "expect"?: substring, "expect_regex"?: pattern}``) is sent to ``POST
+<endpoint>/v1/completions`` (``choices[0].text``) or, with ``--api chat``, ``/v1/chat/completions``
+(``choices[0].message.content``): status 200 (else the server's own error body is shown), a non-empty answer,
+latency under the limit, the expectation met. Exit codes: 0 all passed, 1 a check failed, 2 bad input, 3 the
+endpoint never answered.
 """
 from __future__ import annotations
 
@@ -19,11 +25,25 @@ from llmops import gha
 from llmops.cli import run_script
 from llmops.errors import CheckFailed, InfraError, InputError, UsageError
 
+SERVER_PRESETS = ("llmops", "vllm", "tgi", "sglang", "triton", "openai")
+NO_SUCH_PATH = (404, 405, 501)
+
+
+def health_path(preset: str) -> str:
+    """The health path of a server preset (the metrics presets own it; ``openai``: servers with no health)."""
+    from llmops.canary import presets
+
+    return "/v1/models" if preset == "openai" else presets.get(preset).health_path
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="integration_test.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--endpoint", required=True, help="base URL of the model server, e.g. http://host:8000")
-    p.add_argument("--health-path", default="/health", help="health path (default /health)")
+    p.add_argument("--preset", choices=SERVER_PRESETS, default="llmops",
+                   help="the server: sets the health path (default llmops: /health; openai: /v1/models)")
+    p.add_argument("--health-path", help="health path (default: the preset's)")
+    p.add_argument("--api", choices=("completions", "chat"), default="completions",
+                   help="smoke-test /v1/completions or /v1/chat/completions (chat-only servers)")
     p.add_argument("--prompt", action="append", default=[], help="a smoke prompt (repeatable)")
     p.add_argument("--cases", help="JSONL with prompt and optional expect / expect_regex per row")
     p.add_argument("--model", help="model name sent with each completion")
@@ -62,7 +82,11 @@ def run_case(session, url: str, case: dict, args: argparse.Namespace) -> tuple[b
 
     from llmops.k8s.health import completion_problem
 
-    body = {"prompt": case["prompt"], "max_tokens": int(case.get("max_tokens") or args.max_tokens), "temperature": 0}
+    body: dict = {"max_tokens": int(case.get("max_tokens") or args.max_tokens), "temperature": 0}
+    if args.api == "chat":
+        body["messages"] = [{"role": "user", "content": case["prompt"]}]
+    else:
+        body["prompt"] = case["prompt"]
     if args.model:
         body["model"] = args.model
     start = time.perf_counter()
@@ -71,10 +95,11 @@ def run_case(session, url: str, case: dict, args: argparse.Namespace) -> tuple[b
     except requests.RequestException as exc:
         return False, f"{type(exc).__name__}: {str(exc)[:200]}", (time.perf_counter() - start) * 1000
     ms = (time.perf_counter() - start) * 1000
-    problem = completion_problem(resp)
+    problem = completion_problem(resp) if args.api == "completions" else chat_problem(resp)
     if problem:
         return False, problem, ms
-    text = resp.json()["choices"][0]["text"]
+    choice = resp.json()["choices"][0]
+    text = choice["text"] if args.api == "completions" else choice["message"]["content"]
     if not text.strip() and not args.allow_empty:
         return False, "empty completion", ms
     if args.max_latency_ms and ms > args.max_latency_ms:
@@ -86,30 +111,67 @@ def run_case(session, url: str, case: dict, args: argparse.Namespace) -> tuple[b
     return True, text.strip().replace("\n", " ")[:80], ms
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def chat_problem(resp) -> str | None:
+    """What is wrong with a /v1/chat/completions answer, or None."""
+    from llmops.k8s.health import completion_problem
+
+    if resp.status_code != 200:
+        return completion_problem(resp)  # names the status and the server's own error body
+    try:
+        body = resp.json()
+        content = body["choices"][0]["message"]["content"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return f"POST {resp.url} answered without choices[0].message.content: {resp.text[:200]!r}"
+    return None if isinstance(content, str) else f"POST {resp.url}: message.content is not a string"
+
+
+def wait_healthy(session, url: str, args: argparse.Namespace) -> int:
+    """Poll ``url`` until 2xx; a 404/405/501 fails at once; returns the number of tries."""
     import requests
 
-    from llmops.k8s.health import HealthFailed, HealthSpec, wait_healthy
+    start, tries, reached, problem = time.monotonic(), 0, False, ""
+    while True:
+        tries += 1
+        try:
+            resp = session.get(url, timeout=args.request_timeout)
+        except requests.RequestException as exc:
+            problem = f"GET {url}: {type(exc).__name__}: {str(exc)[:200]}"
+        else:
+            reached = True
+            if 200 <= resp.status_code < 300:
+                return tries
+            problem = f"GET {url} answered {resp.status_code}: {resp.text.strip()[:200]}"
+            if resp.status_code in NO_SUCH_PATH:
+                raise CheckFailed(f"{problem} (the server has no such path)",
+                                  "set --preset to your server (vllm, tgi, sglang, triton; openai for servers "
+                                  "without a health path) or --health-path, e.g. /v1/models")
+        print(f"health check {tries}: {problem}", flush=True)
+        if time.monotonic() - start >= args.timeout:
+            if not reached:
+                raise InfraError(f"{url} never answered: {problem}",
+                                 "check the endpoint URL and that the server is running")
+            raise CheckFailed(f"health check failed after {tries} tries: {problem}",
+                              "look at the server's logs; raise --timeout if it only starts slowly")
+        time.sleep(min(1.0, max(0.0, args.timeout - (time.monotonic() - start))))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import requests
 
     args = gha.parse_args(build_parser(), argv)
     endpoint = args.endpoint.rstrip("/")
     if not re.match(r"^https?://[^/]+", endpoint):
         raise UsageError(f"--endpoint must be an http(s) URL, got {args.endpoint!r}", "e.g. http://host:8000")
     cases = load_cases(args)
-    health = HealthSpec(endpoint + "/" + args.health_path.lstrip("/"), budget=args.timeout,
-                        interval=1.0, request_timeout=args.request_timeout)
-    try:
-        report = wait_healthy(health, log=lambda m: print(m, flush=True))
-    except HealthFailed as exc:
-        if not exc.reached:
-            raise InfraError(f"{endpoint} never answered: {exc.message}",
-                             "check the endpoint URL and that the server is running") from None
-        raise
-    print(f"healthy after {report.attempts} tries ({report.elapsed:.1f}s)", flush=True)
+    path = args.health_path or health_path(args.preset)
+    start = time.monotonic()
     rows, failed = [], 0
     with requests.Session() as session:
+        tries = wait_healthy(session, endpoint + "/" + path.lstrip("/"), args)
+        print(f"healthy after {tries} tries ({time.monotonic() - start:.1f}s)", flush=True)
+        api = "/v1/completions" if args.api == "completions" else "/v1/chat/completions"
         for i, case in enumerate(cases, 1):
-            ok, detail, ms = run_case(session, endpoint + "/v1/completions", case, args)
+            ok, detail, ms = run_case(session, endpoint + api, case, args)
             failed += not ok
             rows.append([case.get("id", i), "pass" if ok else "FAIL", f"{ms:.0f}", detail])
             print(f"{'ok  ' if ok else 'FAIL'} {case.get('id', i)} {ms:.0f} ms {detail}", flush=True)
