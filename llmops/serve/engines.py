@@ -245,8 +245,10 @@ class TransformersEngine:
 
         model = self.generator.model
         if not hasattr(self, "_cache_kw"):
-            self._cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-        return model(**inputs, **{self._cache_kw: cache}, use_cache=True)
+            names = inspect.signature(model.forward).parameters
+            self._cache_kw = "cache" if "cache" in names else "past_key_values"
+            self._last_only = {"logits_to_keep": 1} if "logits_to_keep" in names else {}
+        return model(**inputs, **{self._cache_kw: cache}, **self._last_only, use_cache=True)
 
     def _admit(self, choice: Choice, rows: list[_Row], state: dict[str, Any]) -> None:
         import torch

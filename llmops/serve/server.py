@@ -144,6 +144,10 @@ class ModelServer:
         finally:
             self._loaded.set()
 
+    def wait_loaded(self, timeout: float) -> bool:
+        """True once loading has ended (loaded or failed)."""
+        return self._loaded.wait(timeout)
+
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Block until the model is loaded; raise what the load raised, or InfraError on timeout."""
         if not self._loaded.wait(timeout):
