@@ -109,7 +109,7 @@ def batching(url: str, questions: list[str], max_tokens: int, model: str) -> dic
     conc_s = time.perf_counter() - start
     tokens = sum(r[1] for r in seq)
     return {"seq_s": seq_s, "conc_s": conc_s, "tokens": tokens, "ratio": seq_s / conc_s,
-            "identical": sum(a[0] == b[0] for a, b in zip(seq, conc)), "n": len(questions),
+            "identical": sum(a[0] == b[0] for a, b in zip(seq, conc, strict=True)), "n": len(questions),
             "seq_p50": _pct([r[2] for r in seq], 0.5), "seq_p95": _pct([r[2] for r in seq], 0.95),
             "conc_p50": _pct([r[2] for r in conc], 0.5), "conc_p95": _pct([r[2] for r in conc], 0.95)}
 

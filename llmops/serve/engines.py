@@ -280,7 +280,7 @@ class TransformersEngine:
             state["cache"], state["mask"] = cache, row_mask
         else:
             length = max(state["mask"].shape[1], len(ids))
-            for big, one in zip(state["cache"].layers, cache.layers):
+            for big, one in zip(state["cache"].layers, cache.layers, strict=True):
                 big.keys = torch.cat([_pad_kv(big.keys, length), _pad_kv(one.keys, length)])
                 big.values = torch.cat([_pad_kv(big.values, length), _pad_kv(one.values, length)])
             state["mask"] = torch.cat([_pad_mask(state["mask"], length), _pad_mask(row_mask, length)])

@@ -5,6 +5,7 @@ import io
 import json
 import shutil
 import threading
+from pathlib import Path
 
 import pytest
 import requests
@@ -259,7 +260,7 @@ def test_costs_follow_the_price_table():
 # ------------------------------------------------------------------ scripts/serve.py
 
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _serve_cmd(*args: str):
@@ -316,3 +317,35 @@ def test_a_server_that_never_started_stops_cleanly():
     server.stop()
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{server.port}/health", timeout=5)
+
+
+def test_model_files_are_readable_by_others_and_an_unreadable_one_is_named(tiny_model_dir):
+    import os
+    import stat
+    import subprocess
+    import sys
+    import tempfile
+
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tiny_model_dir.iterdir() if p.is_file()}
+    assert modes and set(modes.values()) == {0o644}, modes  # what build_tiny_model / the train action write
+    shared = Path(tempfile.mkdtemp(prefix="llmops-store-"))  # a shared model store another user can traverse
+    shared.chmod(0o755)
+    folder = shared / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    folder.chmod(0o755)
+    weights = folder / "model.safetensors"
+    weights.chmod(0o600)  # what save_pretrained leaves behind without the fix
+    probe = ("import os, sys; from llmops.errors import InputError; from llmops.serve.generators import "
+             "TransformersGenerator\n"
+             "if os.geteuid() == 0: os.setgid(65534); os.setuid(65534)  # root reads anything: be another user\n"
+             "try: TransformersGenerator(sys.argv[1]).load()\n"
+             "except InputError as e: print(e.message, '|', e.hint)")
+    if os.geteuid() != 0:
+        weights.chmod(0)
+    try:
+        out = subprocess.run([sys.executable, "-c", probe, str(folder)], capture_output=True, text=True,
+                             timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    finally:
+        shutil.rmtree(shared)
+    assert f"cannot read {weights}: Permission denied" in out.stdout, out.stdout + out.stderr
+    assert "chmod -R a+rX" in out.stdout
