@@ -191,10 +191,10 @@ class TransformersEngine:
         self.max_batch = max(1, max_batch)
         self._queue: queue.SimpleQueue[Choice] = queue.SimpleQueue()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="llmops-engine", daemon=True)
-        self._thread.start()
         self.batch_sizes: list[int] = []  # decode-step batch sizes, newest last (bounded)
         self._can_merge: bool | None = None  # known after the first prefill
+        self._thread = threading.Thread(target=self._run, name="llmops-engine", daemon=True)
+        self._thread.start()
 
     def submit(self, choices: list[Choice]) -> None:
         for choice in choices:
@@ -207,6 +207,12 @@ class TransformersEngine:
     # ------------------------------------------------------------------ the loop
 
     def _run(self) -> None:
+        import torch
+
+        with torch.inference_mode():  # thread-local: the cache surgery below happens in inference mode too
+            self._loop()
+
+    def _loop(self) -> None:
         rows: list[_Row] = []
         state: dict[str, Any] = {"cache": None, "mask": None}
         while not self._stop.is_set():

@@ -290,6 +290,8 @@ class ModelServer:
                                        code="context_length_exceeded")
         except ValueError as exc:  # the generator rejected the input (no chat template, nothing to start from)
             return 400, api.error_body(str(exc))
+        except Exception as exc:  # noqa: BLE001 - a tokenizer failure is a 500 for this request, not a crash
+            return 500, api.error_body(f"could not prepare the prompt: {type(exc).__name__}: {exc}", "server_error")
         self.engine.submit(call.choices)
         return None
 
