@@ -134,21 +134,43 @@ def _server_seconds(session, url: str) -> tuple[float, float]:
     return values["llm_request_duration_seconds_sum"], values["llm_request_duration_seconds_count"]
 
 
-def overhead(url: str, n: int) -> dict:
+def overhead(url: str, n: int, pid: int) -> dict:
+    """Round trips on one kept-alive connection, plus the CPU time the server and this client spent per request
+    (CPU time does not grow when a loaded machine makes the round trip wait for a time slice)."""
+    import psutil
     import requests
+
+    server = psutil.Process(pid)
 
     body = {"prompt": "one two three", "max_tokens": 2}
     with requests.Session() as session:
         for _ in range(20):
             session.post(url + "/v1/completions", json=body, timeout=10)
         before = _server_seconds(session, url)
+        cpu0, client0 = sum(server.cpu_times()[:2]), time.process_time()
         times = []
         for _ in range(n):
             start = time.perf_counter()
             session.post(url + "/v1/completions", json=body, timeout=10).raise_for_status()
             times.append(time.perf_counter() - start)
+        cpu_ms = 1000 * (sum(server.cpu_times()[:2]) - cpu0) / n
+        client_ms = 1000 * (time.process_time() - client0) / n
         after = _server_seconds(session, url)
     inside = (after[0] - before[0]) / (after[1] - before[1])
+    import http.client
+    import json
+    from urllib.parse import urlsplit
+
+    conn = http.client.HTTPConnection(urlsplit(url).hostname, urlsplit(url).port, timeout=10)
+    payload, headers = json.dumps(body).encode(), {"Content-Type": "application/json"}
+    htimes = []
+    for i in range(20 + n):
+        start = time.perf_counter()
+        conn.request("POST", "/v1/completions", body=payload, headers=headers)
+        conn.getresponse().read()
+        if i >= 20:
+            htimes.append(time.perf_counter() - start)
+    conn.close()
     client = _client(url)
     otimes = []
     for i in range(20 + n):
@@ -156,29 +178,38 @@ def overhead(url: str, n: int) -> dict:
         client.completions.create(model="echo", prompt="one two three", max_tokens=2)
         if i >= 20:
             otimes.append(time.perf_counter() - start)
-    return {"server_ms": 1000 * inside, "requests_mean_ms": 1000 * statistics.mean(times), "requests_p50_ms": 1000 * _pct(times, 0.5),
+    return {"http_mean_ms": 1000 * statistics.mean(htimes), "http_p50_ms": 1000 * _pct(htimes, 0.5),
+            "server_ms": 1000 * inside, "server_cpu_ms": cpu_ms, "client_cpu_ms": client_ms, "requests_mean_ms": 1000 * statistics.mean(times), "requests_p50_ms": 1000 * _pct(times, 0.5),
             "openai_mean_ms": 1000 * statistics.mean(otimes), "openai_p50_ms": 1000 * _pct(otimes, 0.5)}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="8 requests x 16 tokens, 100 echo requests")
+    p.add_argument("--echo-only", action="store_true", help="only the per-request overhead (no model needed)")
     p.add_argument("--work-dir", default=str(Path.home() / ".cache/llmops-actions/bench-serve"),
                    help="where the de-quantized SmolLM2 folder is kept between runs")
     args = p.parse_args()
     n, max_tokens, n_echo = (8, 16, 100) if args.quick else (16, 32, 300)
+    serve = [sys.executable, str(ROOT / "scripts/serve.py"), "--port", "0"]
+    echo = Server(serve + ["--echo", "--model-version", "echo"])
+    try:
+        o = overhead(echo.url, n_echo, echo.proc.pid)
+    finally:
+        echo.close()
+    if args.echo_only:
+        print(f"echo round trip ({n_echo} requests): requests.Session {o['requests_mean_ms']:.2f} ms mean, "
+              f"{o['requests_p50_ms']:.2f} ms p50 (server-side {o['server_ms']:.2f} ms; CPU per request: server "
+              f"{o['server_cpu_ms']:.2f} ms, client {o['client_cpu_ms']:.2f} ms); http.client "
+              f"{o['http_mean_ms']:.2f} ms mean, {o['http_p50_ms']:.2f} ms p50; openai client "
+              f"{o['openai_mean_ms']:.2f} ms mean, {o['openai_p50_ms']:.2f} ms p50 (target <= 2 ms)")
+        return
     from llmops.base_models import smollm2_folder, smollm2_gguf
 
     model_dir = smollm2_folder(Path(args.work_dir) / "smollm2")
-    serve = [sys.executable, str(ROOT / "scripts/serve.py"), "--port", "0"]
     print(f"# serve benchmark: {n} chat requests x {max_tokens} tokens, SmolLM2-135M-Instruct, "
-          f"{os.cpu_count()} CPUs, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}\n")
-
-    echo = Server(serve + ["--echo", "--model-version", "echo"])
-    try:
-        o = overhead(echo.url, n_echo)
-    finally:
-        echo.close()
+          f"{os.cpu_count()} CPUs, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}, "
+          f"load average {os.getloadavg()[0]:.1f}\n")
     ours = Server(serve + ["--model-dir", str(model_dir), "--model-name", "smollm2", "--max-batch", str(n)])
     try:
         b = batching(ours.url, QUESTIONS[:n], max_tokens, "smollm2")
@@ -211,6 +242,10 @@ def main() -> None:
     print(f"| greedy text identical, batched vs one at a time | {b['identical']}/{b['n']} | all |")
     print(f"| echo round trip, kept-alive requests.Session | {o['requests_mean_ms']:.2f} ms mean, "
           f"{o['requests_p50_ms']:.2f} ms p50 (server-side {o['server_ms']:.2f} ms) | <= 2 ms |")
+    print(f"| echo round trip, kept-alive http.client | {o['http_mean_ms']:.2f} ms mean, {o['http_p50_ms']:.2f} ms "
+          "p50 | |")
+    print(f"| echo CPU per request: server, requests client | {o['server_cpu_ms']:.2f} ms, "
+          f"{o['client_cpu_ms']:.2f} ms | |")
     print(f"| echo round trip, openai client | {o['openai_mean_ms']:.2f} ms mean, {o['openai_p50_ms']:.2f} ms p50"
           f" | |")
     print(f"| no stop: latency, completion_tokens | {s['full_s']:.2f} s, {s['full_tokens']} | |")

@@ -88,9 +88,13 @@ class RequestSink:
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.loop = loop
+        self.thread_id = threading.get_ident()  # made on the loop's thread
         self.events: asyncio.Queue[tuple[int, str, str]] = asyncio.Queue()
 
     def put(self, index: int, kind: str, value: str) -> None:
+        if threading.get_ident() == self.thread_id:  # the echo engine runs on the loop: no wake-up write needed
+            self.events.put_nowait((index, kind, value))
+            return
         try:
             self.loop.call_soon_threadsafe(self.events.put_nowait, (index, kind, value))
         except RuntimeError:  # the event loop is closed: the server stopped and nobody is waiting any more
