@@ -9,8 +9,12 @@
 4. The same numbers for llama-cpp-python's server (``python -m llama_cpp.server``) on the same GGUF, where it is
    installed (optional: it builds from source, ~25 min on 2 cores; skipped otherwise).
 
-    OMP_NUM_THREADS=2 python benchmarks/serve.py                  # 16 requests x 32 tokens
-    python benchmarks/serve.py --quick                            # 8 requests x 16 tokens (smoke run)
+    python benchmarks/serve.py                  # 16 requests x 32 tokens (OMP_NUM_THREADS=1 unless set)
+    python benchmarks/serve.py --quick          # 8 requests x 16 tokens (smoke run)
+    python benchmarks/serve.py --echo-only      # only the per-request overhead, no model
+
+On a shared machine keep OMP_NUM_THREADS=1: with more OpenMP threads than free cores, every op waits at a barrier
+for a descheduled thread (a 2-core box at load 15 measured 2.0x instead of 5.6x).
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the server processes
 
 QUESTIONS = [
     "What is the capital of France?", "Name three primary colors.", "Write a haiku about rain.",
