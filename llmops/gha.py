@@ -233,6 +233,20 @@ def positive_int(text: str) -> int:
     return value
 
 
+def byte_size(text: str) -> int:
+    """argparse ``type=`` for sizes: a byte count or a number with KiB/MiB/GiB (also KB/MB/GB, K/M/G = binary)."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]i?B?|B)?\s*", str(text), re.IGNORECASE)
+    if not m:
+        raise argparse.ArgumentTypeError(f"must be a size such as 64MiB or 1048576, got {text!r}")
+    unit = (m.group(2) or "B").upper().rstrip("B").rstrip("I")
+    value = int(float(m.group(1)) * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[unit])
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 byte, got {text!r}")
+    return value
+
+
 def env_name(dest: str) -> str:
     return "INPUT_" + dest.upper().replace("-", "_")
 

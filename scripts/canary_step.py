@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--kubeconfig", default="")
     a("--kubeconfig-data", default="", help="kubeconfig content (a secret; YAML or base64)")
     a("--context", default="")
+    a("--allow-exec", action="store_true", help="let kubeconfig-data run exec / auth-provider commands (EKS, GKE)")
     a("--kube-timeout", type=duration_seconds, default=15.0)
     a("--min-requests", type=gha.positive_int, default=50, help="fewer canary requests in a window: wait")
     a("--alpha", type=fraction, default=0.01, help="significance of the error-rate tests")
@@ -128,11 +129,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from llmops.canary.runner import CanaryRun
 
     args = gha.parse_args(build_parser(), argv)
-    gha.mask(args.prometheus_token)
+    from llmops.redact import url_secrets
+
+    for secret in [args.prometheus_token, *url_secrets(args.prometheus_url)]:
+        gha.mask(secret)
     cfg = config_from(args)
     prom = Prometheus(args.prometheus_url, timeout=args.prometheus_timeout, token=args.prometheus_token or None)
     kube = Kube(args.kubeconfig or None, args.context or None, namespace=args.namespace,
-                kubeconfig_data=args.kubeconfig_data or None, timeout=args.kube_timeout)
+                kubeconfig_data=args.kubeconfig_data or None, timeout=args.kube_timeout, allow_exec=args.allow_exec)
     run = CanaryRun(cfg, kube, prom)
     try:
         decision = run.execute()

@@ -136,6 +136,12 @@ def main(argv=None) -> int:
     requested += [m for m in config.thresholds if m not in requested]
     if not requested:
         raise UsageError("no metrics to compute", "pass --metrics, e.g. accuracy,bleu,rouge")
+    from llmops.paths import refuse_input_as_output
+
+    inputs = {"eval data": args.eval_data, "predictions file": args.predictions, "baseline verdict": args.baseline,
+              "thresholds file": [t for t in args.thresholds or [] if "=" not in t and "<" not in t and ">" not in t]}
+    refuse_input_as_output(args.report, inputs, "--report")
+    refuse_input_as_output(args.predictions_out, {**inputs, "report": args.report}, "--predictions-out")
     backend = make_backend(args)  # flags are checked before any file is read or model loaded
     baseline = Baseline.load(args.baseline) if args.baseline else None
     data = load_eval_data(args.eval_data, sample_size=args.sample_size, seed=config.seed)

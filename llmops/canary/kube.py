@@ -19,12 +19,13 @@ __all__ = ["Kube", "NotFound", "canary_version_of", "promote_stable"]
 
 class Kube:
     def __init__(self, kubeconfig: str | None = None, context: str | None = None, *, namespace: str = "default",
-                 kubeconfig_data: str | None = None, timeout: float = 15.0, client: Any = None):
+                 kubeconfig_data: str | None = None, timeout: float = 15.0, client: Any = None,
+                 allow_exec: bool = False):
         if client is None:
             from llmops.k8s.client import connect
 
             client = connect(kubeconfig=kubeconfig, kubeconfig_data=kubeconfig_data, context=context,
-                             namespace=namespace, timeout=timeout)
+                             namespace=namespace, timeout=timeout, allow_exec=allow_exec)
         self.k8s = client
         self.api = client.api_client
 
