@@ -129,17 +129,32 @@ def secret_values(doc: object) -> list[str]:
 
 
 def tidy_token(configuration: object) -> None:
-    """Trim the bearer token the way kubectl does; a token with a line break inside is a clear error."""
+    """Trim the bearer token the way kubectl does (now and each time the client reloads it from a tokenFile or an
+    exec plugin); a token with a line break inside is a clear error."""
+    _trim(configuration)
+    hook = getattr(configuration, "refresh_api_key_hook", None)
+    if callable(hook) and not getattr(hook, "llmops_tidy", False):
+        def tidy(cfg: object) -> None:
+            hook(cfg)
+            tidy_token(cfg)  # the client's hook installs itself again: wrap that one too
+
+        tidy.llmops_tidy = True  # type: ignore[attr-defined]
+        configuration.refresh_api_key_hook = tidy  # type: ignore[attr-defined]
+
+
+def _trim(configuration: object) -> None:
     keys = getattr(configuration, "api_key", None)
-    if not isinstance(keys, dict) or not isinstance(keys.get("authorization"), str):
+    if not isinstance(keys, dict):
         return
-    value = keys["authorization"].strip()
-    scheme, _, token = value.partition(" ")
-    token = token.strip()
-    if any(c in token for c in "\r\n\0"):
-        raise InputError("the kubeconfig token contains a line break (its content is not shown)",
-                         "store the token on one line (a token file may end with one newline, no more)")
-    keys["authorization"] = f"{scheme} {token}" if token else scheme
+    for name, value in list(keys.items()):  # the client keeps "Bearer <token>" under BearerToken
+        if not isinstance(value, str):
+            continue
+        scheme, _, token = value.strip().partition(" ")
+        token = token.strip()
+        if any(c in token for c in "\r\n\0"):
+            raise InputError("the kubeconfig token contains a line break (its content is not shown)",
+                             "store the token on one line (a token file may end with one newline, no more)")
+        keys[name] = f"{scheme} {token}" if token else scheme
 
 
 def mask_secret(text: str | None) -> None:
