@@ -102,7 +102,11 @@ class EndpointBackend:
                  top_p: float = 1.0, concurrency: int = 8, timeout: float = 60.0, retries: int = 3,
                  backoff: float = 0.5, api_key_env: str = "OPENAI_API_KEY", show_progress: bool = True,
                  max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
-        url = (url or "").strip().rstrip("/")
+        from llmops.redact import split_url, url_secrets
+
+        for secret in url_secrets((url or "").strip()):
+            gha.mask(secret)
+        url, self._auth = split_url((url or "").strip().rstrip("/"))  # user:password@ goes as basic auth only
         if not url.startswith(("http://", "https://")):
             raise UsageError(f"--endpoint must be an http(s) URL, got {url!r}", "e.g. http://llm.staging.svc:8000")
         if url.endswith("/v1"):
@@ -132,6 +136,8 @@ class EndpointBackend:
             s.mount("https://", _watched_adapter())
             if self.api_key:
                 s.headers["Authorization"] = f"Bearer {self.api_key}"
+            elif self._auth:
+                s.auth = self._auth
             self._local.session = s
         return self._local.session
 
@@ -164,7 +170,7 @@ class EndpointBackend:
     def _text(self, body: bytes, n: int) -> str:
         from llmops.redact import scrub
 
-        return scrub(body[:n].decode("utf-8", "replace"), [self.api_key])
+        return scrub(body[:n].decode("utf-8", "replace"), [self.api_key, self._auth[1] if self._auth else ""])
 
     def call(self, sample: Sample) -> Generation:
         import requests
