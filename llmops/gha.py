@@ -23,7 +23,6 @@ from typing import Any
 
 from llmops.errors import UsageError
 
-
 _SECRETS: set[str] = set()
 
 

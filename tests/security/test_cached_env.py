@@ -60,7 +60,7 @@ def plant(folder: Path, marker: Path) -> None:
 @pytest.mark.slow
 def test_a_planted_environment_is_never_used(action_copy, tmp_path):
     marker = tmp_path / "planted-python-ran"
-    pyver = "%d.%d" % sys.version_info[:2]
+    pyver = f"{sys.version_info[0]}.{sys.version_info[1]}"
     cache = tmp_path / "toolcache" / "llmops-actions"
     planted = [cache / f"1.0.0-nogit-data-py{pyver}"]  # where the old key pointed without .git
     proc, _ = ensure(action_copy, tmp_path, "--path", "data")
