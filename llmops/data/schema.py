@@ -43,7 +43,7 @@ class RowSchema:
                                  f"a standard JSON Schema draft{more}; validate-data uses no network",
                                  "use a standard draft (e.g. https://json-schema.org/draft/2020-12/schema) or leave "
                                  "$schema out", file=source)
-            raise InputError(f"schema {source}: '{key}' at {where} refers to another document ({value}){more}; "
+            raise InputError(f"schema {source}: '{key}' at {where} refers to other documents ({value}){more}; "
                              "validate-data uses no network",
                              "inline it under $defs and refer with '#/$defs/NAME'", file=source)
         _check_schema(schema, source)
