@@ -64,7 +64,7 @@ def encoding_error(path: Path | str, problem: str) -> InputError:
                       "OUT), one JSON object per line", file=str(path), line=1)
 
 
-def check_regular(path: Path | str, what: str = "input") -> Path:
+def check_regular(path: Path | str, what: str = "input", not_found: str | None = None) -> Path:
     """``path`` if it is (or links to) a regular file; otherwise an InputError that says what it is."""
     part = str(path)
     try:
@@ -77,7 +77,7 @@ def check_regular(path: Path | str, what: str = "input") -> Path:
             raise InputError(f"{what}: {part} is a broken symbolic link (to {os.readlink(part)}, which does not "
                              "exist)", "fix the link or pass the file itself") from None
         if exc.errno == errno.ENOENT:
-            raise InputError(f"{what}: file not found: {part}", "check the path (relative paths are from the "
+            raise InputError(not_found or f"{what}: file not found: {part}", "check the path (relative paths are from the "
                              f"working directory {os.getcwd()})") from None
         raise InputError(f"{what}: cannot read {part}: {exc.strerror}", "check the path and its permissions") from None
     if stat.S_ISDIR(st.st_mode):
@@ -155,7 +155,7 @@ def iter_lines(path: Path, max_line: int | None = None) -> Iterator[tuple[int, b
 
 def read_jsonl(path: Path | str, what: str = "data") -> Iterator[tuple[int, dict]]:
     """Parse every row or raise InputError naming the first bad line."""
-    path = check_regular(path, f"{what} file")
+    path = check_regular(path, f"{what} file", not_found=f"{what} file not found: {path}")
     count = 0
     for no, raw in iter_lines(path):
         if no == 1 and raw.startswith(BOM):

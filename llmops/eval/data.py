@@ -131,7 +131,7 @@ def _opt_number(row: dict, key: str, where: str, path: Path, no: int, kind=float
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise InputError(f"{where}: '{key}' must be a non-negative finite number, got {value!r}",
+        raise InputError(f"{where}: '{key}' must be a non-negative number, got {value!r}",
                          "write the measured number (NaN and Infinity are not measurements)", file=str(path), line=no)
     return kind(value)
 

@@ -51,14 +51,15 @@ def test_non_finite_baseline_metrics_are_input_errors(runner, eval_files, value)
     assert res.outputs.get("result") == "error"
 
 
-@pytest.mark.parametrize("value", ["NaN", "Infinity"])
-def test_non_finite_latency_in_predictions_is_an_input_error(runner, eval_files, value):
+@pytest.mark.parametrize("value, shown", [("NaN", "nan"), ("Infinity", "inf")])
+def test_non_finite_latency_in_predictions_is_an_input_error(runner, eval_files, value, shown):
     data, preds = eval_files
     lines = preds.read_text().splitlines()
     lines[3] = lines[3].replace('"latency_s": 0.1', f'"latency_s": {value}')
     preds.write_text("\n".join(lines) + "\n")
     res = gate(runner, data, preds)
-    assert res.code == 2 and "preds.jsonl:4: 'latency_s' must be a non-negative finite number" in res.log, res.log
+    assert res.code == 2 and f"preds.jsonl:4: 'latency_s' must be a non-negative number, got {shown}" in res.log, \
+        res.log
 
 
 @pytest.fixture
