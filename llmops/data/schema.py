@@ -173,11 +173,16 @@ def _check_schema(schema: object, source: str) -> None:
 
 
 def load_schema(path: str | Path) -> RowSchema:
+    from llmops.data.reader import check_regular
+
     path = Path(path)
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         raise InputError(f"schema file not found: {path}", "check the --schema path")
     if path.is_dir():
         raise InputError(f"schema {path} is a directory", "give the path of a .json file")
+    check_regular(path, "schema")  # a FIFO or a device would block or never end
+    if path.stat().st_size > 16 << 20:
+        raise InputError(f"schema {path} is larger than 16 MiB", "a JSON Schema is a small file; check the path")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -187,6 +192,8 @@ def load_schema(path: str | Path) -> RowSchema:
         raise InputError(f"schema file {path} is empty", "write a JSON Schema object into it", file=str(path))
     try:
         schema = json.loads(text)
+    except RecursionError:
+        raise InputError(f"schema {path} is nested too deeply", "flatten it with $defs", file=str(path)) from None
     except json.JSONDecodeError as exc:
         raise InputError(f"schema {path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
                          "fix the JSON syntax (a linter such as `python -m json.tool FILE` points at it)",

@@ -221,3 +221,12 @@ def test_report_pointing_at_the_input_is_refused(runner):
     res = runner.run("validate_data.py", "--input", str(data), "--report", str(link))
     assert res.code == 2 and "would overwrite an input" in res.log, res.log
     assert data.read_bytes() == before
+
+
+def test_schema_that_is_a_fifo_is_refused_without_blocking(runner):
+    fifo = runner.workspace / "schema.json"
+    os.mkfifo(fifo)
+    data = runner.workspace / "d.jsonl"
+    data.write_text('{"a": 1}\n')
+    res = validate(runner, str(data), extra=("--schema", str(fifo)), timeout=20)
+    assert res.code == 2 and "schema: " in res.log and "is a FIFO (named pipe)" in res.log, res.log
