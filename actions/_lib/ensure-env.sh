@@ -2,6 +2,7 @@
 # Shared by every action: find or build the Python environment an action runs in, print it as step outputs.
 #   usage: ensure-env.sh <extra>      (extra = data | train | eval | eval-local | deploy | canary | serve)
 #          ensure-env.sh --path <extra>   only print the venv folder that would be used (for tests and debugging)
+#          ensure-env.sh --check <extra>  print the venv folder and why it would not be used ("ok" if it would)
 #   env:   LLMOPS_INSTALL  true (default): a venv under the runner's tool cache, keyed by version + a hash of the
 #                          code it installs (pyproject.toml and llmops/, so it changes with the code, .git or not)
 #                          + extra + Python, built once and reused on self-hosted runners;
@@ -13,7 +14,9 @@
 # Outputs: python=<interpreter>, pythonpath=<dir to put on PYTHONPATH or empty>.
 set -euo pipefail
 only_path=false
+only_check=false
 if [ "${1:-}" = "--path" ]; then only_path=true; shift; fi
+if [ "${1:-}" = "--check" ]; then only_check=true; shift; fi
 extra="${1:?extra name}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 install="${LLMOPS_INSTALL:-true}"
@@ -56,6 +59,7 @@ distrust() {
 }
 
 why="$(distrust "$venv")"
+if $only_check; then echo "$venv ${why:-ok}"; exit 0; fi
 if [ -n "$why" ]; then
   if [ "$why" != "absent" ]; then
     echo "::warning::not using the cached environment $venv ($why); building a new one"

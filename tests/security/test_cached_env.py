@@ -87,5 +87,10 @@ def test_a_genuine_cached_environment_is_reused(action_copy, tmp_path):
     assert proc.returncode == 0 and values["python"] == str(venv / "bin" / "python"), proc.stdout + proc.stderr
     assert "Creating" not in proc.stdout
     venv.chmod(0o777)  # writable by anyone: someone else could have changed it
-    proc, _ = ensure(action_copy, tmp_path, "data")
-    assert "writable by other users" in proc.stdout
+    proc, _ = ensure(action_copy, tmp_path, "--check", "data")
+    assert proc.stdout.strip().endswith("writable by other users"), proc.stdout + proc.stderr
+    venv.chmod(0o755)
+    (venv / "bin" / "python").unlink()
+    (venv / "bin" / "python").symlink_to("/bin/sh")
+    proc, _ = ensure(action_copy, tmp_path, "--check", "data")
+    assert proc.stdout.strip().endswith(f"bin/python is not a link to {real}"), proc.stdout + proc.stderr

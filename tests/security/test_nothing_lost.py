@@ -64,13 +64,10 @@ def test_non_finite_latency_in_predictions_is_an_input_error(runner, eval_files,
 
 @pytest.fixture
 def fake_model(runner):
-    model = runner.workspace / "model"
-    model.mkdir()
-    (model / "config.json").write_text("{}")
-    (model / "tokenizer.json").write_text("{}")
+    """Arguments that fail only at the model check, after the output checks (no torch is loaded)."""
     data = runner.workspace / "train.jsonl"
     data.write_text('{"text": "hello"}\n')
-    return ["--model_name", str(model), "--dataset", str(data)]
+    return ["--model_name", str(runner.workspace / "no-such-model"), "--dataset", str(data)]
 
 
 def test_train_never_deletes_an_unrelated_partial_folder(runner, fake_model):
