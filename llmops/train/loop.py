@@ -216,7 +216,8 @@ def run_training(args) -> int:
     if out.exists() and not args.overwrite:
         raise UsageError(f"output-dir {out} already exists", "train into a new folder (e.g. models/<git sha>) or set "
                          "overwrite: true")
-    paths.claim_partial(part, args.overwrite)  # never delete a <output>.partial this action did not create
+    if os.environ.get("RANK", "0") in ("", "0"):  # never delete a <output>.partial this action did not create
+        paths.claim_partial(part, args.overwrite)
     # Everything a user can get wrong is checked before torch loads.
     modeling.check_source(args.model_name)
     tok_name = args.tokenizer or args.model_name
