@@ -24,6 +24,7 @@ from typing import Any
 from llmops.errors import UsageError
 
 _SECRETS: set[str] = set()
+SCRUB_MIN = 8  # shorter values are masked by the runner but not scrubbed from files ("pass" is also a result)
 
 
 def scrub(text: str) -> str:
@@ -140,7 +141,7 @@ def mask(secret: str) -> None:
     if not secret:
         return
     for line in secret.splitlines():
-        if len(line.strip()) >= 4:
+        if len(line.strip()) >= SCRUB_MIN:
             _SECRETS.add(line.strip())
     if not in_runner():
         return
