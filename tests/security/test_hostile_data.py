@@ -77,13 +77,15 @@ def test_train_and_evaluate_readers_refuse_a_fifo_without_blocking(tmp_path):
     assert proc.stdout.count("is a FIFO (named pipe), not a regular file") == 2, proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("depth", [1000, 100_000])
-def test_deep_nesting_is_a_row_problem_not_a_traceback(runner, depth):
+def test_deep_nesting_is_a_row_problem_not_a_traceback(runner):
     data = runner.workspace / "deep.jsonl"
-    data.write_text('{"text": "a", "x": ' + "[" * depth + "]" * depth + '}\n{"text": "b"}\n')
+    rows = ['{"text": "a", "x": ' + "[" * depth + "]" * depth + "}" for depth in (1000, 100_000)]
+    data.write_text("\n".join(rows) + '\n{"text": "b"}\n')
     res = validate(runner, str(data))
     assert res.code == 1 and not res.traceback, res.log[-1500:]
-    assert "file=deep.jsonl,line=1" in res.log and "nested too deeply" in res.log
+    for line in (1, 2):
+        assert f"file=deep.jsonl,line={line}" in res.log
+    assert res.log.count("nested too deeply") == 2 and res.outputs["num-errors"] == "2"
 
 
 def test_deep_nesting_in_eval_data_is_an_input_error(runner):
@@ -166,20 +168,28 @@ def test_openai_chat_fine_tuning_format_with_tool_calls_passes(runner):
     assert validate(runner, str(data), extra=("--format", "chat")).code == 0
 
 
-@pytest.mark.parametrize("mutate, words", [
+BAD_TOOL_ROWS = [
     (lambda r: r["messages"][3].pop("tool_call_id"), "a tool message needs the tool_call_id"),
     (lambda r: r["messages"][4].update(weight=0), "every assistant message has weight 0"),
     (lambda r: r["messages"][1].update(weight=1), "weight goes on assistant messages only"),
     (lambda r: r["messages"][2]["tool_calls"][0]["function"].update(arguments="{not json"), "arguments is not valid"),
     (lambda r: r["tools"][0]["function"].update(name="has space"), "the function name must be"),
-])
-def test_bad_tool_call_rows_are_explained(runner, mutate, words):
-    row = json.loads(json.dumps(TOOL_ROWS[0]))
-    mutate(row)
+    (lambda r: r["messages"][3].update(tool_call_id="call_9"), "no earlier tool call has the id 'call_9'"),
+]
+
+
+def test_bad_tool_call_rows_are_explained(runner):
+    rows = []
+    for mutate, _ in BAD_TOOL_ROWS:
+        row = json.loads(json.dumps(TOOL_ROWS[0]))
+        mutate(row)
+        rows.append(json.dumps(row) + "\n")
     data = runner.workspace / "tools.jsonl"
-    data.write_text(json.dumps(row) + "\n")
+    data.write_text("".join(rows))
     res = validate(runner, str(data), extra=("--min-samples", "0"))
-    assert res.code == 1 and words in res.log, res.log[-2000:]
+    assert res.code == 1 and res.outputs["num-errors"] == str(len(rows)), res.log[-2000:]
+    for line, (_, words) in enumerate(BAD_TOOL_ROWS, 1):
+        assert any(f"line={line}," in x and words in x for x in res.log.splitlines()), (line, words)
 
 
 def test_schema_errors_redact_values(runner):
