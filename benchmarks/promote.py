@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from llmops.k8s.change import ChangeSpec  # noqa: E402
 from llmops.k8s.client import connect  # noqa: E402
-from llmops.k8s.promote import Options, Outcome, promote, write_change  # noqa: E402
+from llmops.k8s.primitives import write_change  # noqa: E402
+from llmops.k8s.promote import Options, Outcome, promote  # noqa: E402
 from llmops.k8s.rollout import read_deployment, rollout_status, wait_for_rollout  # noqa: E402
 
 
@@ -49,10 +50,10 @@ def _poller(kube, name: str, generation: int, interval: float, stop: threading.E
 
 
 def _watcher(kube, name: str, generation: int, rv: str, stop: threading.Event, seen: dict) -> None:
-    from llmops.k8s.rollout import _watch_events
+    from llmops.k8s.rollout import watch_events
 
     while not stop.is_set():
-        for _kind, obj in _watch_events(kube, name, rv, 60):
+        for _kind, obj in watch_events(kube, name, rv, 60):
             rv = obj["metadata"]["resourceVersion"]
             if _complete(obj, generation):
                 seen["watch-ref"] = time.perf_counter()
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"(median rollout duration {rollout_s:.2f}s; reference = the first of a second watch and a GET every 20 ms)")
     print(f"ratio: kubectl rollout status notices {medians['kubectl'] - medians['ours']:+.1f} ms later than ours "
           f"(process start/exit included); a 2 s sleep loop {medians['poll-2s'] - medians['ours']:+.1f} ms later")
-    print(f"API requests per promotion: ours {ours_calls} (lock, change, watch, unlock) vs kubectl set image + "
+    print(f"API requests per promotion: ours {ours_calls} (access check, lease lock and journal, change, watch, unlock) vs kubectl set image + "
           f"rollout status {theirs_calls}")
     return 0
 

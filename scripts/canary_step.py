@@ -1,12 +1,17 @@
 """canary-step: shift traffic to a canary gradually and let Prometheus decide, statistically.
 
-Exit codes: 0 promote or continue, 1 rollback, 2 bad configuration, 3 Prometheus or the API server unreachable
-(traffic is returned to stable first). See docs/actions/canary-step.md.
+Modes: run (walk the steps), step (one window), what-if (replay windows from a file or stdin through the same judge,
+no cluster, no Prometheus: one JSON line per window). Exit codes: 0 promote or continue, 1 rollback, 2 bad
+configuration or input (what-if: with the line number), 3 Prometheus or the API server unreachable (traffic is
+returned to stable first). See docs/actions/canary-step.md.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import re
+import sys
 from collections.abc import Sequence
 
 from llmops import gha
@@ -53,14 +58,30 @@ def fraction(text: str) -> float:
     return value
 
 
+def positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+MODES = ("run", "step", "what-if")
+PAUSE_ACTIONS = ("keep", "stable")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="canary_step.py", description=__doc__.splitlines()[0])
     a = p.add_argument
-    a("--mode", choices=("step", "run"), default="run", help="step: one window; run: walk all steps")
-    a("--provider", required=True, help="traffic provider: nginx, istio, gateway-api or replicas")
+    a("--mode", choices=MODES, default="run",
+      help="run: walk all steps; step: one window; what-if: replay --windows through the judge, no cluster")
+    a("--windows", default="", help="what-if: JSON lines of window counts, or a canary-report.json (- = stdin)")
+    a("--provider", default="", help="traffic provider: nginx, istio, gateway-api or replicas")
     a("--namespace", default="default")
-    a("--stable", required=True, help="stable Deployment")
-    a("--canary", required=True, help="canary Deployment")
+    a("--stable", default="", help="stable Deployment")
+    a("--canary", default="", help="canary Deployment")
     a("--route", default="", help="Ingress / VirtualService / HTTPRoute carrying the weights")
     a("--stable-service", default="", help="Service of the stable pods (default: the stable Deployment's name)")
     a("--canary-service", default="", help="Service of the canary pods (default: the canary Deployment's name)")
@@ -71,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--steps", default="5,10,25,50,75,100", help="canary weights in percent")
     a("--interval", type=duration_seconds, default=60.0, help="analysis window per step (30s, 5m)")
     a("--weight", type=gha.positive_int, default=None, help="step mode: analyse this weight instead")
-    a("--prometheus-url", required=True)
+    a("--prometheus-url", default="")
     a("--prometheus-token", default="")
     a("--prometheus-timeout", type=duration_seconds, default=10.0)
     a("--kubeconfig", default="")
@@ -79,11 +100,19 @@ def build_parser() -> argparse.ArgumentParser:
     a("--context", default="")
     a("--allow-exec", action="store_true", help="let kubeconfig-data run exec / auth-provider commands (EKS, GKE)")
     a("--kube-timeout", type=duration_seconds, default=15.0)
-    a("--min-requests", type=gha.positive_int, default=50, help="fewer canary requests in a window: wait")
-    a("--alpha", type=fraction, default=0.01, help="significance of the error-rate tests")
-    a("--failure-limit", type=gha.positive_int, default=1, help="failed windows tolerated before rollback")
-    a("--successes", type=gha.positive_int, default=1, help="consecutive passing windows to advance a step")
-    a("--inconclusive-limit", type=gha.positive_int, default=5, help="run mode: pause after this many")
+    a("--min-requests", type=gha.positive_int, default=50,
+      help="canary requests a step must serve (over its windows) before the next weight")
+    a("--alpha", type=fraction, default=0.01, help="false-rollback rate of the whole canary")
+    a("--beta", type=fraction, default=0.01,
+      help="chance that a canary detect-increase worse than stable reaches the last step")
+    a("--detect-increase", type=positive, default=1.0,
+      help="relative increase that must be caught before the last step (1.0: twice the stable's rate)")
+    a("--failure-limit", type=gha.positive_int, default=1, help="failed gauge windows tolerated before rollback")
+    a("--successes", type=gha.positive_int, default=1, help="windows each step needs at least")
+    a("--inconclusive-limit", type=gha.positive_int, default=5,
+      help="run mode: pause after this many waiting windows in a row at one weight (0: never)")
+    a("--on-pause", choices=PAUSE_ACTIONS, default="keep",
+      help="keep the weight while paused, or return traffic to stable (progress kept either way)")
     a("--on-no-data", choices=("fail", "wait", "pass"), default="fail")
     for absolute, relative, d_abs, d_rel in LIMITS.values():
         a(f"--{absolute}", type=limit, default=limit(d_abs))
@@ -95,25 +124,48 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_from(args: argparse.Namespace):
+def judge_config(args: argparse.Namespace):
+    """The judge's and the policy's settings: the same for a live run and a what-if replay."""
     from llmops.canary import queries
-    from llmops.canary.analysis import AnalysisConfig, Limits
     from llmops.canary.decision import Policy, parse_steps
+    from llmops.canary.judge import AnalysisConfig, Limits
+
+    limits = {name: Limits(getattr(args, a.replace("-", "_")), getattr(args, r.replace("-", "_")))
+              for name, (a, r, _, _) in LIMITS.items()}
+    for name in ("error_rate", "latency_p99", "ttft_p95"):
+        rel = limits[name].relative
+        if rel is not None and rel >= args.detect_increase:
+            raise UsageError(f"{LIMITS[name][1]} {rel:g} must be below detect-increase {args.detect_increase:g}",
+                             "detect-increase is the increase that must be caught; it has to be larger than the "
+                             "increase that is tolerated")
+    if limits["error_rate"].max is not None and limits["error_rate"].max >= 1:
+        raise UsageError("max-error-rate must be below 1 (a fraction: 0.05 = 5%)")
+    templates = queries.load(args.queries or None) if args.mode != "what-if" else dict(queries.DEFAULTS)
+    analysis = AnalysisConfig(alpha=args.alpha, beta=args.beta, detect=args.detect_increase,
+                              on_no_data=args.on_no_data, limits=limits, templates=templates)
+    policy = Policy(steps=parse_steps(args.steps), failure_limit=args.failure_limit,
+                    successes=max(1, args.successes), inconclusive_limit=args.inconclusive_limit,
+                    min_requests=args.min_requests, on_pause=args.on_pause)
+    return analysis, policy
+
+
+def config_from(args: argparse.Namespace):
     from llmops.canary.routers import PROVIDERS, Target
     from llmops.canary.runner import CanaryConfig
 
+    for flag in ("provider", "stable", "canary", "prometheus-url"):
+        if not getattr(args, flag.replace("-", "_")):
+            raise UsageError(f"{flag} is required in mode {args.mode}",
+                             f"pass {flag}, or mode what-if with windows to replay counts offline")
     if args.provider not in PROVIDERS:
         raise UsageError(f"unknown traffic provider {args.provider!r}", f"use one of: {', '.join(PROVIDERS)}")
     if args.weight is not None and (args.mode != "step" or not 0 < args.weight <= 100):
         raise UsageError("weight is for mode step and must be 1..100", "drop weight, or pass mode: step")
     if args.stable == args.canary:
         raise UsageError("stable and canary name the same Deployment", "pass two different Deployments")
-    limits = {name: Limits(getattr(args, a.replace("-", "_")), getattr(args, r.replace("-", "_")))
-              for name, (a, r, _, _) in LIMITS.items()}
-    analysis = AnalysisConfig(min_requests=args.min_requests, alpha=args.alpha, on_no_data=args.on_no_data,
-                              limits=limits, templates=queries.load(args.queries or None))
-    policy = Policy(steps=parse_steps(args.steps), failure_limit=args.failure_limit,
-                    successes=max(1, args.successes), inconclusive_limit=args.inconclusive_limit)
+    if args.windows:
+        raise UsageError("windows is for mode what-if", "drop windows, or pass mode: what-if")
+    analysis, policy = judge_config(args)
     target = Target(args.namespace, args.stable, args.canary, args.stable_service, args.canary_service, args.route)
     return CanaryConfig(target=target, provider=args.provider, mode=args.mode, interval=args.interval,
                         policy=policy, analysis=analysis, canary_version=args.canary_version,
@@ -122,9 +174,35 @@ def config_from(args: argparse.Namespace):
                         restart=args.restart, rollout_timeout=args.rollout_timeout)
 
 
+def what_if(args: argparse.Namespace) -> int:
+    """Replay windows through the judge: one JSON line per window on stdout, flushed as soon as it is judged."""
+    from llmops.canary import whatif
+    from llmops.errors import InputError
+
+    if not args.windows:
+        raise UsageError("mode what-if needs windows: a file of JSON lines or a canary-report.json (- = stdin)")
+    analysis, policy = judge_config(args)
+    analysis = dataclasses.replace(analysis, histograms_optional=True)  # the protocol: each histogram optional
+    name = "stdin" if args.windows == "-" else args.windows
+
+    def emit(record: dict) -> None:
+        sys.stdout.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
+        sys.stdout.flush()
+
+    try:
+        stream = sys.stdin if args.windows == "-" else open(args.windows, encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        raise InputError(f"cannot read windows file {args.windows}: {exc.strerror}", "check the windows path") from None
+    with stream:
+        decision = whatif.replay(whatif.read_windows(stream, name), analysis, policy, emit, name)
+    if gha.in_runner():  # outside a runner stdout is the JSON lines alone
+        gha.set_outputs({"result": decision, "decision": decision})
+    return 1 if decision == "rollback" else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from llmops.canary import report
-    from llmops.canary.kube import Kube
+    from llmops.canary.kube import connect
     from llmops.canary.prom import Prometheus
     from llmops.canary.runner import CanaryRun
 
@@ -133,30 +211,37 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     for secret in [args.prometheus_token, *url_secrets(args.prometheus_url)]:
         gha.mask(secret)
+    if args.mode == "what-if":
+        return what_if(args)
     cfg = config_from(args)
     prom = Prometheus(args.prometheus_url, timeout=args.prometheus_timeout, token=args.prometheus_token or None)
-    kube = Kube(args.kubeconfig or None, args.context or None, namespace=args.namespace,
-                kubeconfig_data=args.kubeconfig_data or None, timeout=args.kube_timeout, allow_exec=args.allow_exec)
+    kube = connect(kubeconfig=args.kubeconfig or None, context=args.context or None, namespace=args.namespace,
+                   kubeconfig_data=args.kubeconfig_data or None, timeout=args.kube_timeout,
+                   allow_exec=args.allow_exec)
     run = CanaryRun(cfg, kube, prom)
-    try:
-        decision = run.execute()
-    except BaseException as exc:
-        record = report.build(run, error=str(getattr(exc, "message", exc)) or type(exc).__name__)
-        report.write(args.report, record)
-        if run.actions:
+    with run.signals:  # a cancel's second signal must cut neither the cleanup nor the record short
+        try:
+            decision = run.execute()
+        except BaseException as exc:
+            cancelled = isinstance(exc, KeyboardInterrupt)
+            with run.signals.cleanup():
+                record = report.build(run, error="cancelled" if cancelled else
+                                      str(getattr(exc, "message", exc)) or type(exc).__name__, cancelled=cancelled)
+                report.write(args.report, record)
+                if run.actions:
+                    report.summary(record).write()
+            raise
+        finally:
+            kube.close()
+        with run.signals.cleanup():
+            record = report.build(run)
+            report.write(args.report, record)
+            gha.set_outputs(report.outputs(record, args.report))
             report.summary(record).write()
-        raise
-    finally:
-        kube.close()
-    record = report.build(run)
-    report.write(args.report, record)
-    gha.set_outputs(report.outputs(record, args.report))
-    report.summary(record).write()
     if decision == "rollback":
         gha.error(f"canary rolled back: {record['reason']}")
         return 1
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(run_script(main, title="canary-step"))

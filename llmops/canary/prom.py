@@ -76,3 +76,36 @@ class Prometheus:
             raise UsageError(f"query did not return an instant vector: {promql!r}",
                              "a canary template must return one number (an instant vector)") from None
         return None if math.isnan(value) else value  # +Inf is a value (e.g. latency beyond the top bucket)
+
+    def query_buckets(self, promql: str, at: float | None = None) -> dict[str, float] | None:
+        """An instant query answering one series per histogram bucket: ``{le: value}``; ``None`` = no series.
+        NaN buckets are dropped; a series without an ``le`` label is a template error."""
+        import requests
+        from prometheus_api_client.exceptions import PrometheusApiClientException
+
+        params = {"time": f"{at:.3f}"} if at is not None else None
+        self.queries += 1
+        try:
+            result: Any = self.client.custom_query(promql, params=params)
+        except requests.RequestException as exc:
+            raise InfraError(f"Prometheus at {self.url} is unreachable: {type(exc).__name__}",
+                             "check prometheus-url and that the runner can reach it") from None
+        except PrometheusApiClientException as exc:
+            text = str(exc)
+            if "HTTP Status Code 400" in text or "HTTP Status Code 422" in text:
+                raise UsageError(f"Prometheus rejected the query {promql!r}: {text[:300]}",
+                                 "fix the PromQL template in the queries file") from None
+            raise InfraError(f"Prometheus query failed: {text[:300]}", "Prometheus is failing; retry later") from None
+        out: dict[str, float] = {}
+        for series in result or []:
+            le = (series.get("metric") or {}).get("le")
+            if le is None:
+                raise UsageError(f"histogram query returned a series without an 'le' label: {promql!r}",
+                                 "aggregate it with sum by (le) (increase(<name>_bucket{...}[{window}]))")
+            try:
+                value = float(series["value"][1])
+            except (KeyError, IndexError, TypeError, ValueError):
+                raise UsageError(f"query did not return an instant vector: {promql!r}") from None
+            if not math.isnan(value):
+                out[le] = value
+        return out or None

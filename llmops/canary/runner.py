@@ -3,16 +3,26 @@
 Modes: ``step`` analyses one window and returns (for workflows that loop or gate by hand); ``run`` walks the
 weights until promote, rollback or a pause. Both resume from the progress recorded on the canary Deployment.
 
-Safety: everything after the router is built runs in ``try``; any exception, a cancel (SIGTERM ->
+Each window is judged with the evidence pooled over the whole canary (kept on the canary Deployment with the
+progress, so step-mode runs pool too). A pause (inconclusive-limit reached) ends a ``run`` in phase ``paused``: the
+weight is kept (``on-pause: keep``, said in the summary: live traffic on a canary that is not validated yet) or
+traffic goes back to stable (``on-pause: stable``); a later run resumes either way.
+
+Safety: everything after the router is built runs in ``try``; any exception, a cancel (SIGTERM/SIGINT ->
 KeyboardInterrupt) or Prometheus going away routes all traffic back to stable (``finalize``) before the error
 propagates, and the progress is kept (phase ``interrupted``) so a re-run resumes. Rollback sets the canary weight
-to 0 first, then finalizes the routing, then scales the canary down.
+to 0 first, then finalizes the routing, then scales the canary down. Cleanup (rollback, promotion, returning
+traffic) runs with signals held (``Signals``): GitHub sends SIGINT then SIGTERM a few ms apart, and the second
+must not cut the first one's cleanup short; held signals are noted, never lost.
 """
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from llmops.canary import state
@@ -41,6 +51,46 @@ class CanaryConfig:
     rollout_timeout: float = 300.0
 
 
+class Signals:
+    """SIGTERM/SIGINT during a run: the first one unwinds (KeyboardInterrupt) into the cleanup; every later one,
+    and any one that arrives while ``cleanup()`` is active, is held so the cleanup completes."""
+
+    def __init__(self) -> None:
+        self.fired = False
+        self.cleaning = 0
+        self.held: list[int] = []
+        self._old: dict = {}
+
+    def _handler(self, signum, frame) -> None:
+        if self.fired or self.cleaning:
+            self.held.append(signum)
+            return
+        self.fired = True
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> Signals:  # re-entrant: the script holds it around the run and the record
+        self._depth = getattr(self, "_depth", 0) + 1
+        if self._depth == 1 and threading.current_thread() is threading.main_thread():
+            self._old = {s: signal.signal(s, self._handler) for s in (signal.SIGTERM, signal.SIGINT)}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._depth -= 1
+        if self._depth:
+            return
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
+        self._old = {}
+
+    @contextlib.contextmanager
+    def cleanup(self) -> Iterator[None]:
+        self.cleaning += 1
+        try:
+            yield
+        finally:
+            self.cleaning -= 1
+
+
 class CanaryRun:
     def __init__(self, cfg: CanaryConfig, kube: Kube, prom: Prometheus, *,
                  sleep: Callable[[float], None] = time.sleep, log: Callable[[str], None] | None = None,
@@ -54,6 +104,7 @@ class CanaryRun:
         self.decision: Decision | None = None
         self.promotion: dict | None = None
         self.final_weight: int | None = None
+        self.signals = Signals()
 
     # ------------------------------------------------------------------ setup
     def _versions(self) -> tuple[str, str]:
@@ -65,7 +116,7 @@ class CanaryRun:
             found[role] = given or canary_version_of(obj, self.cfg.container, self.cfg.version_label)
             if not found[role]:
                 where = (f"pod label {self.cfg.version_label!r}" if self.cfg.version_label else
-                         "MODEL_VERSION env (or kubectl-promote's llmops-actions/model-version annotation)")
+                         "MODEL_VERSION env (or kubectl-promote's llmops.dev/model-version annotation)")
                 raise UsageError(f"no {role} version: Deployment {t.namespace}/{name} has no {where}",
                                  f"pass {role}-version (the model_version label its metrics carry) or version-label")
         if found["canary"] == found["stable"]:
@@ -81,12 +132,23 @@ class CanaryRun:
         if old.steps != steps:  # steps changed between runs: continue at the first step >= the recorded weight
             old.step_index = next((i for i, s in enumerate(steps) if s >= old.weight), len(steps) - 1)
             old.steps = steps
+            old.step_requests = old.successes = 0
+        if old.evidence and old.evidence.get("rules") != self.cfg.analysis.key():
+            self.actions.append("limits or alpha changed since the last run: the pooled evidence starts again")
         self.actions.append(f"resumed at {old.weight}% (recorded phase {old.phase}, {old.windows} windows)")
         return old
 
     # -------------------------------------------------------------------- run
     def execute(self) -> str:
         """Run the canary; returns the decision (promote, continue, rollback)."""
+        with self.signals:
+            try:
+                return self._execute()
+            finally:
+                if self.signals.held:
+                    self.actions.append(f"{len(self.signals.held)} signal(s) held until traffic was safe")
+
+    def _execute(self) -> str:
         t = self.cfg.target
         canary_version, stable_version = self._versions()
         self.progress = progress = self._load_progress(canary_version, stable_version)
@@ -109,25 +171,46 @@ class CanaryRun:
                 self.log(f"canary weight {weight}%: analysing {self.cfg.interval:g}s")
                 self.sleep(self.cfg.interval)
                 window = analyse(self.prom, self.cfg.analysis, Side(canary_version, t.canary),
-                                 Side(stable_version, t.stable), t.namespace, self.cfg.interval)
-                self.decision = decision = decide(progress, window["outcome"], self.cfg.policy)
+                                 Side(stable_version, t.stable), t.namespace, self.cfg.interval, weight=weight,
+                                 evidence=progress.evidence, min_requests=self.cfg.policy.min_requests)
+                decision = decide(progress, window, self.cfg.policy)
                 remember(progress, weight, window, decision)
-                self.windows.append({"weight": weight, **window, "decision": decision.action,
-                                     "decision_reason": decision.reason})
-                self.log(f"  {window['outcome']}: {window['reason']} -> {decision.action} ({decision.reason})")
+                self.windows.append({**window, "outcome": decision.outcome, "reason": decision.reason,
+                                     "decision": decision.action, "paused": decision.paused,
+                                     "missing": list(decision.missing)})
+                self.log(f"  {decision.outcome}: {decision.reason} -> {decision.action}")
                 if decision.action == "rollback":
                     self._rollback()
                 elif decision.action == "promote":
                     self._promote()
-                elif self.cfg.mode == "run" and not decision.paused and self.cfg.weight is None:
+                elif decision.paused:
+                    self._pause()
+                elif self.cfg.mode == "run" and self.cfg.weight is None:
                     continue
+                self.decision = decision
                 state.save(self.kube, t.namespace, t.canary, progress)
                 return decision.action
         except BaseException:
-            self._make_safe()
+            with self.signals.cleanup():
+                self._make_safe()
             raise
 
+    def _pause(self) -> None:
+        self.progress.phase = "paused"
+        if self.cfg.policy.on_pause == "stable":
+            with self.signals.cleanup():
+                self.router.set_routes(0)
+            self.final_weight = 0
+            self.actions.append("paused: canary weight set to 0 (on-pause: stable); a later run resumes")
+        else:
+            self.actions.append(f"paused at {self.final_weight}% (on-pause: keep): live traffic stays on a canary "
+                                "that is not validated yet; a later run resumes")
+
     def _rollback(self) -> None:
+        with self.signals.cleanup():
+            self._rollback_now()
+
+    def _rollback_now(self) -> None:
         t = self.cfg.target
         self.router.set_routes(0)  # traffic first
         self.actions.append("canary weight set to 0")
@@ -139,6 +222,10 @@ class CanaryRun:
         self.progress.phase = "rolled_back"
 
     def _promote(self) -> None:
+        with self.signals.cleanup():
+            self._promote_now()
+
+    def _promote_now(self) -> None:
         t = self.cfg.target
         self.promotion = self.promoter(self.kube, t.namespace, t.stable, t.canary, container=self.cfg.container,
                                        timeout=self.cfg.rollout_timeout, log=self.log)
@@ -164,7 +251,7 @@ class CanaryRun:
             self.actions.append(f"interrupted, and returning traffic to stable FAILED: {exc}")
             self.log(f"could not return traffic to stable: {exc}")
             return
-        if self.progress is not None and self.progress.phase == "progressing":
+        if self.progress is not None and self.progress.phase in ("progressing", "paused"):
             self.progress.phase = "interrupted"
             try:
                 state.save(self.kube, t.namespace, t.canary, self.progress)

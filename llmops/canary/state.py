@@ -10,8 +10,9 @@ import json
 
 from llmops.canary.decision import Progress
 from llmops.canary.kube import Kube
+from llmops.k8s.annotations import CANARY_STATE
 
-ANNOTATION = "llmops.dev/canary-state"
+ANNOTATION = CANARY_STATE
 
 
 def load(kube: Kube, namespace: str, canary: str) -> Progress | None:

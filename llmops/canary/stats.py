@@ -1,7 +1,9 @@
-"""Statistics for canary analysis: exact one-sided tests on request and error counts.
+"""Per-window exact one-sided tests on request and error counts: the building blocks of the pooled tests.
 
-Two questions are asked of one analysis window, each as a one-sided test that only says "worse" when the counts
-make it unlikely (p < alpha) that the canary is within the limit:
+The judge no longer decides on one window alone (llmops.canary.sequential pools the likelihood of every window;
+``worse_than``'s conditional binomial is its per-window term). These stay as the per-window baseline that
+benchmarks/canary_stats.py compares against. Two questions about one analysis window, each a one-sided test that
+only says "worse" when the counts make it unlikely (p < alpha) that the canary is within the limit:
 
 ``above_threshold``  canary error rate > an absolute limit?  Exact binomial test of the canary's errors against
                      Binomial(n_canary, limit). A handful of errors in a few requests no longer trips a 5% limit.

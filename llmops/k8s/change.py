@@ -1,8 +1,8 @@
 """What a promotion changes in a Deployment, as data: the container, the strategic-merge patch, the record, the diff.
 
 A promotion sets the container image and/or the model version (env ``MODEL_VERSION`` / ``MODEL_URI``, or a pod
-template annotation), and writes a record on the Deployment (``kubernetes.io/change-cause`` plus ``llmops-actions/*``
-annotations). The Deployment controller copies Deployment annotations to the ReplicaSet it creates, so every revision
+template annotation), and writes a record on the Deployment (``kubernetes.io/change-cause`` plus the ``llmops.dev/*``
+annotations listed in ``annotations``; the legacy ``llmops-actions/*`` record is removed). The Deployment controller copies Deployment annotations to the ReplicaSet it creates, so every revision
 in ``kubectl rollout history`` says which model, commit, run and verdict it came from. Patches are strategic merges
 (containers and env merged by name, as ``kubectl set image`` / ``set env`` do) carrying the resourceVersion they were
 computed from, so a concurrent write turns into a 409 that is retried from a fresh read.
@@ -17,12 +17,10 @@ from datetime import datetime, timezone
 import yaml
 
 from llmops.errors import UsageError
+from llmops.k8s import annotations as keys
+from llmops.k8s.annotations import MODEL_URI, MODEL_VERSION, PREFIX
 
-PREFIX = "llmops-actions/"
-MODEL_VERSION = PREFIX + "model-version"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
-RECORD_KEYS = ("model-version", "model-uri", "image", "git-sha", "run-url", "verdict-sha256", "verdict-result",
-               "promoted-at")
 ENV_VERSION, ENV_URI = "MODEL_VERSION", "MODEL_URI"
 
 
@@ -65,7 +63,7 @@ def pick_container(template: dict, name: str | None, where: str) -> tuple[int, d
                      "set the container input (--container) to one of these")
 
 
-def _env_value(container: dict, key: str) -> str | None:
+def env_value(container: dict, key: str) -> str | None:
     return next((e.get("value") for e in container.get("env") or [] if e.get("name") == key), None)
 
 
@@ -73,8 +71,8 @@ def current_version(dep: dict, container_name: str | None) -> str:
     """What the Deployment runs now: our record, else MODEL_VERSION, else the image."""
     template = dep["spec"]["template"]
     _, container = pick_container(template, container_name, "deployment")
-    return (_env_value(container, ENV_VERSION)
-            or ((template.get("metadata") or {}).get("annotations") or {}).get(MODEL_VERSION)
+    return (env_value(container, ENV_VERSION)
+            or keys.get((template.get("metadata") or {}).get("annotations"), MODEL_VERSION)
             or container.get("image", ""))
 
 
@@ -113,7 +111,7 @@ def apply_to_template(template: dict, spec: ChangeSpec, where: str) -> dict:
         if spec.model_version:
             annotations[MODEL_VERSION] = spec.model_version
         if spec.model_uri:
-            annotations[PREFIX + "model-uri"] = spec.model_uri
+            annotations[MODEL_URI] = spec.model_uri
     return template
 
 
@@ -133,11 +131,13 @@ def build_patch(dep: dict, spec: ChangeSpec, where: str, *, replicas: int | None
         if env:
             c_patch["env"] = env
     else:
-        t_ann = {MODEL_VERSION: spec.model_version, PREFIX + "model-uri": spec.model_uri}
+        t_ann = {MODEL_VERSION: spec.model_version, MODEL_URI: spec.model_uri}
         t_patch["metadata"] = {"annotations": {k: v for k, v in t_ann.items() if v}}
+    record = record_annotations(spec, spec.image or container.get("image", ""), now)
+    live = dep["metadata"].get("annotations") or {}
+    record.update({k: None for k in live if k.startswith(keys.LEGACY_PREFIX)})  # the pre-llmops.dev/ record
     patch: dict = {
-        "metadata": {"resourceVersion": dep["metadata"]["resourceVersion"],
-                     "annotations": record_annotations(spec, spec.image or container.get("image", ""), now)},
+        "metadata": {"resourceVersion": dep["metadata"]["resourceVersion"], "annotations": record},
         "spec": {"template": t_patch},
     }
     if replicas is not None:

@@ -3,10 +3,15 @@
 - ``connect()`` builds an ApiClient from, in order: a kubeconfig given as a secret (YAML or base64 YAML; written 0600
   to the runner's temp dir, masked, removed by ``close()``), a kubeconfig file, in-cluster config (inside a pod), the
   default kubeconfig (``$KUBECONFIG`` / ``~/.kube/config``).
-- ``Kube.call()`` runs one API call with a timeout, returns the JSON body as a dict (camelCase, as the API sends it),
-  retries 409/429/5xx and connection errors with capped exponential backoff, and maps what is left to LLMOpsError.
+- ``Kube`` is the one client both actions use (kubectl-promote and canary-step): ``Kube.call(fn, *args, what=)``
+  runs one API call with a timeout, returns the JSON body as a dict (camelCase, as the API sends it), retries
+  409/429/5xx and connection errors with capped exponential backoff for up to ``retry_budget`` seconds (an API
+  server restart or a short outage is ridden out; a longer one is an InfraError, exit 3), and maps what is left to
+  LLMOpsError. The typed accessors (``apps``, ``core``, ``coordination``, ``authorization``, ``networking()``,
+  ``custom()``) and the few Deployment helpers the canary step uses (``read_deployment(namespace, name)``,
+  ``patch_deployment``, ``scale_deployment``, ``annotate_deployment``) all go through it.
 - ``Kube.calls`` counts HTTP requests (the ApiClient's ``call_api`` is wrapped), for benchmarks and the summary.
-- ``retrying()`` is the backoff loop for a read-compute-write closure (retried whole on 409).
+- ``retrying()`` is the same backoff loop for a read-compute-write closure (retried whole on 409).
 """
 from __future__ import annotations
 
@@ -69,49 +74,56 @@ def api_error(exc: Any, what: str, server: str = "") -> Exception:
                       "check the API server's health and retry")
 
 
-def _is_connection_error(exc: BaseException) -> bool:
+def is_connection_error(exc: BaseException) -> bool:
     import urllib3.exceptions as ux
     return isinstance(exc, (ux.HTTPError, ConnectionError, TimeoutError))
 
 
-def backoff_delay(attempt: int, base: float = 0.25, cap: float = 8.0) -> float:
+DEFAULT_RETRY_BUDGET = 60.0
+
+
+def backoff_delay(attempt: int, base: float = 0.25, cap: float = 5.0) -> float:
     """Full-jitter exponential backoff: attempt 1 -> up to ``base``, doubling, never above ``cap``."""
     return random.uniform(0.5, 1.0) * min(cap, base * (2 ** (attempt - 1)))
 
 
-def retrying(fn: Callable[[], T], *, what: str, attempts: int = 6, server: str = "",
-             sleep: Callable[[float], None] = time.sleep, on_retry: Callable[[str], None] | None = None) -> T:
+def retrying(fn: Callable[[], T], *, what: str, budget: float = DEFAULT_RETRY_BUDGET, server: str = "",
+             sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+             on_retry: Callable[[str], None] | None = None) -> T:
     """Run ``fn`` (which must be safe to repeat: a read, or read-compute-guarded-write) with backoff.
 
-    Retried: 409 Conflict, 429 (honouring Retry-After), 5xx, connection errors and timeouts. Anything else, or the
-    last failure, becomes an LLMOpsError naming ``what``.
+    Retried for up to ``budget`` seconds: 409 Conflict, 429 (honouring Retry-After), 5xx, connection errors and
+    timeouts. Anything else, or the failure that finds the budget spent, becomes an LLMOpsError naming ``what``
+    (unreachable: InfraError, exit 3).
     """
     from kubernetes.client.exceptions import ApiException
 
-    for attempt in range(1, attempts + 1):
+    start, attempt = clock(), 0
+    while True:
+        attempt += 1
         try:
             return fn()
         except ApiException as exc:
-            if exc.status not in RETRY_STATUS or attempt == attempts:
-                raise api_error(exc, what, server) from None
             delay = backoff_delay(attempt)
             retry_after = (exc.headers or {}).get("Retry-After") if exc.status == 429 else None
             if retry_after and str(retry_after).isdigit():
                 delay = min(float(retry_after), 10.0)
+            if exc.status not in RETRY_STATUS or clock() - start + delay > budget:
+                raise api_error(exc, what, server) from None
             reason = f"{exc.status} {exc.reason}"
         except Exception as exc:  # noqa: BLE001 - only connection errors are retried, the rest re-raised
-            if not _is_connection_error(exc):
+            if not is_connection_error(exc):
                 raise
-            if attempt == attempts:
-                raise InfraError(f"{what}: cannot reach the Kubernetes API server {server}: {type(exc).__name__}: "
-                                 f"{str(exc)[:300]}",
+            delay = backoff_delay(attempt)
+            if clock() - start + delay > budget:
+                raise InfraError(f"{what}: cannot reach the Kubernetes API server {server} (tried for "
+                                 f"{clock() - start:.0f}s): {type(exc).__name__}: {str(exc)[:300]}",
                                  "check the kubeconfig's server address, the network path from the runner, and "
-                                 "that the cluster is up") from None
-            delay, reason = backoff_delay(attempt), type(exc).__name__
+                                 "that the cluster is up; raise retry-budget to ride out longer outages") from None
+            reason = type(exc).__name__
         if on_retry:
-            on_retry(f"{what}: {reason}; retry {attempt}/{attempts - 1} in {delay:.1f}s")
+            on_retry(f"{what}: {reason}; retry {attempt} in {delay:.1f}s")
         sleep(delay)
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 @dataclass
@@ -121,7 +133,7 @@ class Kube:
     api_client: Any
     namespace: str
     timeout: float = 30.0
-    attempts: int = 6
+    retry_budget: float = DEFAULT_RETRY_BUDGET
     calls: int = 0
     source: str = ""
     _temp_files: list[Path] = field(default_factory=list)
@@ -139,6 +151,24 @@ class Kube:
     def core(self) -> Any:
         from kubernetes import client
         return client.CoreV1Api(self.api_client)
+
+    @property
+    def coordination(self) -> Any:
+        from kubernetes import client
+        return client.CoordinationV1Api(self.api_client)
+
+    @property
+    def authorization(self) -> Any:
+        from kubernetes import client
+        return client.AuthorizationV1Api(self.api_client)
+
+    def networking(self) -> Any:
+        from kubernetes import client
+        return client.NetworkingV1Api(self.api_client)
+
+    def custom(self) -> Any:
+        from kubernetes import client
+        return client.CustomObjectsApi(self.api_client)
 
     def request_timeout(self, read: float | None = None) -> tuple[float, float]:
         return (min(10.0, self.timeout), read or self.timeout)
@@ -159,7 +189,27 @@ class Kube:
 
         if not retry:
             return once()
-        return retrying(once, what=what, attempts=self.attempts, server=self.server, on_retry=gha.warning)
+        return self.retrying(once, what=what)
+
+    def retrying(self, fn: Callable[[], T], *, what: str, budget: float | None = None) -> T:
+        """``retrying()`` with this client's budget and server name."""
+        return retrying(fn, what=what, budget=self.retry_budget if budget is None else budget, server=self.server,
+                        on_retry=gha.warning)
+
+    # The Deployment helpers the canary step uses (namespace given per call: it works on two Deployments).
+    def read_deployment(self, namespace: str, name: str) -> dict:
+        return self.call(self.apps.read_namespaced_deployment, name, namespace,
+                         what=f"read deployment {namespace}/{name}")
+
+    def patch_deployment(self, namespace: str, name: str, body: dict) -> dict:
+        return self.call(self.apps.patch_namespaced_deployment, name, namespace, body,
+                         _content_type="application/merge-patch+json", what=f"patch deployment {namespace}/{name}")
+
+    def scale_deployment(self, namespace: str, name: str, replicas: int) -> dict:
+        return self.patch_deployment(namespace, name, {"spec": {"replicas": int(replicas)}})
+
+    def annotate_deployment(self, namespace: str, name: str, annotations: dict[str, str | None]) -> dict:
+        return self.patch_deployment(namespace, name, {"metadata": {"annotations": annotations}})
 
     def close(self) -> None:
         for path in self._temp_files:
@@ -257,7 +307,7 @@ def _load_file(path: Path, context: str | None, allow_exec: bool = False) -> tup
 
 
 def connect(*, kubeconfig: str | None = None, kubeconfig_data: str | None = None, context: str | None = None,
-            namespace: str | None = None, timeout: float = 30.0, attempts: int = 6,
+            namespace: str | None = None, timeout: float = 30.0, retry_budget: float = DEFAULT_RETRY_BUDGET,
             temp_dir: str | None = None, allow_exec: bool = False) -> Kube:
     """Build a counted, timed client. Raises InputError/UsageError for bad config (nothing is contacted yet).
 
@@ -298,7 +348,7 @@ def connect(*, kubeconfig: str | None = None, kubeconfig_data: str | None = None
         for p in temp:
             p.unlink(missing_ok=True)
         raise
-    kube = Kube(api_client, namespace or default_ns or "default", timeout=timeout, attempts=attempts,
+    kube = Kube(api_client, namespace or default_ns or "default", timeout=timeout, retry_budget=retry_budget,
                 source=source, _temp_files=temp)
     _count_calls(kube)
     return kube

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmops.errors import CheckFailed, InputError, UsageError
-from llmops.k8s.client import Kube, _is_connection_error, api_error, backoff_delay, retrying
+from llmops.k8s.client import Kube, api_error, backoff_delay, is_connection_error
 
 REVISION = "deployment.kubernetes.io/revision"
 TIMED_OUT_REASON = "ProgressDeadlineExceeded"
@@ -78,7 +78,7 @@ def read_deployment(kube: Kube, name: str) -> dict:
                      what=f"read deployment {kube.namespace}/{name}")
 
 
-def _watch_events(kube: Kube, name: str, resource_version: str, seconds: int):
+def watch_events(kube: Kube, name: str, resource_version: str, seconds: int):
     """One watch request; yields (type, object dict). Raises ApiException (410 Gone included) like any call."""
     from kubernetes.client.exceptions import ApiException
     from kubernetes.watch.watch import iter_resp_lines
@@ -125,7 +125,7 @@ def wait_for_rollout(kube: Kube, name: str, *, timeout: float, start: dict | Non
         seconds = max(1, min(int(remaining + 0.999), max_watch))
         from kubernetes.client.exceptions import ApiException
         try:
-            for kind, event_obj in _watch_events(kube, name, obj["metadata"]["resourceVersion"], seconds):
+            for kind, event_obj in watch_events(kube, name, obj["metadata"]["resourceVersion"], seconds):
                 if kind == "DELETED":
                     raise InputError(f"deployment {kube.namespace}/{name} was deleted during the rollout")
                 if kind == "BOOKMARK":
@@ -142,17 +142,15 @@ def wait_for_rollout(kube: Kube, name: str, *, timeout: float, start: dict | Non
             if exc.status == 410:  # our resourceVersion is too old: read the current state, watch from there
                 obj = read_deployment(kube, name)
                 continue
-            failures += 1
-            if exc.status not in (429, 500, 502, 503, 504) or failures >= kube.attempts:
+            if exc.status not in (429, 500, 502, 503, 504):
                 raise api_error(exc, f"watch deployment {kube.namespace}/{name}", kube.server) from None
+            failures += 1
             time.sleep(backoff_delay(failures))
-            obj = read_deployment(kube, name)
+            obj = read_deployment(kube, name)  # retried within the client's budget; InfraError when it is spent
         except Exception as exc:  # noqa: BLE001 - connection drops: back off, re-read, re-watch
-            if not _is_connection_error(exc):
+            if not is_connection_error(exc):
                 raise
             failures += 1
-            if failures >= kube.attempts:
-                raise
             time.sleep(backoff_delay(failures))
             obj = read_deployment(kube, name)
 
@@ -182,8 +180,16 @@ def replica_sets(kube: Kube, dep: dict) -> list[dict]:
             if any(o.get("controller") and o.get("uid") == uid for o in rs["metadata"].get("ownerReferences") or [])]
 
 
-def pick_revision(rss: list[dict], to_revision: int = 0) -> dict | None:
-    """kubectl's deploymentRevision: the given revision, or (0) the second-newest one."""
+def template_hash(obj: dict) -> str:
+    """A ReplicaSet's pod-template-hash (kept across ``rollout undo``, which only renumbers the revision)."""
+    return ((obj.get("metadata") or {}).get("labels") or {}).get(HASH_LABEL, "")
+
+
+def pick_revision(rss: list[dict], to_revision: int = 0, to_hash: str = "") -> dict | None:
+    """kubectl's deploymentRevision: the given revision, or (0) the second-newest one; ``to_hash``: the ReplicaSet
+    with that pod-template-hash, whatever its revision number is now."""
+    if to_hash:
+        return next((rs for rs in rss if template_hash(rs) == to_hash), None)
     if to_revision:
         return next((rs for rs in rss if revision(rs) == to_revision), None)
     ordered = sorted((rs for rs in rss if revision(rs) > 0), key=revision, reverse=True)
@@ -200,14 +206,16 @@ def _without_hash(template: dict) -> dict:
 
 @dataclass(frozen=True)
 class UndoResult:
-    revision: int
-    skipped: bool
+    revision: int  # the revision whose template was restored (its number before the undo)
+    skipped: bool  # the template already matched: nothing written
     deployment: dict
+    live_revision: int = 0  # the number that template is live under after the undo (kubectl renumbers it)
 
 
-def undo(kube: Kube, name: str, *, to_revision: int = 0, keep_annotations: frozenset[str] = frozenset(),
-         dry_run: bool = False) -> UndoResult:
-    """``kubectl rollout undo``; ``keep_annotations`` are also kept from the Deployment (e.g. our lock)."""
+def undo(kube: Kube, name: str, *, to_revision: int = 0, to_hash: str = "",
+         keep_annotations: frozenset[str] = frozenset(), dry_run: bool = False) -> UndoResult:
+    """``kubectl rollout undo``; ``keep_annotations`` are also kept from the Deployment. ``to_hash``: restore the
+    ReplicaSet with that pod-template-hash (a revision recorded before ``rollout undo`` renumbered it)."""
     if to_revision < 0:
         raise UsageError(f"--to-revision must be >= 0, got {to_revision}")
     what = f"roll back deployment {kube.namespace}/{name}"
@@ -215,8 +223,13 @@ def undo(kube: Kube, name: str, *, to_revision: int = 0, keep_annotations: froze
 
     def attempt() -> dict:
         dep = read_deployment(kube, name)
-        target = pick_revision(replica_sets(kube, dep), to_revision)
+        rss = replica_sets(kube, dep)
+        target = pick_revision(rss, to_revision, to_hash)
         if target is None:
+            if to_hash:
+                raise InputError(f"deployment {kube.namespace}/{name} no longer has the ReplicaSet "
+                                 f"(pod-template-hash {to_hash}) that was live before the interrupted promotion",
+                                 "pick a revision: kubectl rollout history deployment/" + name)
             if to_revision:
                 raise InputError(f"deployment {kube.namespace}/{name} has no revision {to_revision}",
                                  "list revisions with: kubectl rollout history deployment/" + name)
@@ -227,8 +240,9 @@ def undo(kube: Kube, name: str, *, to_revision: int = 0, keep_annotations: froze
         found["revision"] = revision(target)
         template = _without_hash(target["spec"]["template"])
         if template == _without_hash(dep["spec"]["template"]):
-            found["skipped"] = True
+            found["skipped"], found["live"] = True, revision(dep)
             return dep
+        found["live"] = max(revision(rs) for rs in rss) + 1  # the deployment controller's next revision
         current = dep["metadata"].get("annotations") or {}
         keep = SKIP_ANNOTATIONS | keep_annotations
         annotations = {k: v for k, v in current.items() if k in keep}
@@ -240,5 +254,5 @@ def undo(kube: Kube, name: str, *, to_revision: int = 0, keep_annotations: froze
         return kube.call(kube.apps.patch_namespaced_deployment, name, kube.namespace, patch, retry=False,
                          _content_type="application/json-patch+json", what=what, **kwargs)
 
-    result = retrying(attempt, what=what, attempts=kube.attempts, server=kube.server)
-    return UndoResult(found.get("revision", 0), bool(found.get("skipped")), result)
+    result = kube.retrying(attempt, what=what)
+    return UndoResult(found.get("revision", 0), bool(found.get("skipped")), result, found.get("live", 0))

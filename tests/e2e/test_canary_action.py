@@ -1,6 +1,7 @@
 """actions/canary-step run by act against real parts (control plane, prometheus, echo servers, load splitter from
 tests/integration/test_canary_step.py): two step-mode runs in one job; the second resumes from the weight the
-first recorded on the canary Deployment, and a later step reads the outputs."""
+first recorded on the canary Deployment, and a later step reads the outputs; then mode what-if replays a bad
+canary's windows offline (no cluster inputs) and rolls it back."""
 from __future__ import annotations
 
 import pytest
@@ -44,6 +45,21 @@ jobs:
           FIRST: ${{{{ steps.first.outputs.result }}}}/${{{{ steps.first.outputs.next-weight }}}}
           SECOND: ${{{{ steps.second.outputs.result }}}}/${{{{ steps.second.outputs.weight }}}}
         run: echo "first $FIRST second $SECOND"
+""" + """
+      - id: windows
+        shell: bash
+        run: |
+          printf '%s\\n' '{"canary": {"requests": 100, "errors": 1}, "stable": {"requests": 1900, "errors": 19}}' \\
+            '{"canary": {"requests": 100, "errors": 40}, "stable": {"requests": 1900, "errors": 19}}' \\
+            > "$RUNNER_TEMP/windows.jsonl"
+      - id: whatif
+        continue-on-error: true
+        uses: ./actions/canary-step
+        with:
+          mode: what-if
+          windows: ${{ runner.temp }}/windows.jsonl
+          python: ${{ env.PYTHON }}
+          install: "false"
 """
 
 
@@ -61,3 +77,5 @@ def test_canary_step_action_under_act(tmp_path, k8s_cluster, k8s_namespace, prom
     assert steps["second"]["outputs"]["weight"] == "50"  # resumed from the recorded step
     assert "first continue/50 second continue/50" in result.stdout
     assert world.weight() == 50
+    assert steps["whatif"]["outcome"] == "failure" and steps["whatif"]["outputs"]["result"] == "rollback"
+    assert '"window":2' in result.stdout and "shown above 5.00%" in result.stdout

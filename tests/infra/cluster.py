@@ -304,6 +304,22 @@ class Cluster:
     def logs(self, lines: int = 30) -> str:
         return "\n".join(f"--- {p.name}:\n{tools.tail(p.log_path, lines)}" for p in self.procs)
 
+    # ------------------------------------------------------- fault injection
+    def stop_apiserver(self) -> None:
+        """Kill kube-apiserver (an outage: connections refused); etcd and the data stay. ``start_apiserver()``
+        brings it back on the same port."""
+        proc = next(p for p in self.procs if p.name == "kube-apiserver")
+        proc.stop(grace=1.0)
+        self._stopped_apiserver = proc
+
+    def start_apiserver(self) -> None:
+        old = self._stopped_apiserver
+        self._restarts = getattr(self, "_restarts", 0) + 1
+        new = tools.ManagedProcess(old.name, old.argv, self.dir / f"kube-apiserver.{self._restarts}.log")
+        self.procs[self.procs.index(old)] = new
+        self._wait_http("kube-apiserver", f"{self.server}/readyz", ok=lambda body: body.strip() == b"ok",
+                        ca=self.dir / "ca.crt")
+
     # --------------------------------------------------------------- stop
     def stop(self) -> None:
         """Stop everything this cluster started (reverse order); idempotent."""

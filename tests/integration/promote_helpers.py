@@ -37,6 +37,11 @@ class ModelServer:
         self.healthy = True
         self.down: set[str] = set()  # paths answering 503 (e.g. /health/green)
         self.hits = 0
+        # vLLM / TGI style: /health answers an empty 200, /v1/models lists the served ids, completions need "model"
+        self.empty_health = False
+        self.models: list[str] | None = None  # None: /v1/models is 404
+        self.require_model = False
+        self.posted: list[dict] = []
         self.on_get = on_get  # called with the path before each GET is answered
         state = self
 
@@ -44,8 +49,8 @@ class ModelServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def _send(self, code: int, body: dict) -> None:
-                data = json.dumps(body).encode()
+            def _send(self, code: int, body: dict | None) -> None:
+                data = b"" if body is None else json.dumps(body).encode()
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -58,14 +63,20 @@ class ModelServer:
                     state.on_get(self.path)
                 if self.path.startswith("/health"):
                     ok = state.healthy and self.path not in state.down
-                    self._send(200 if ok else 503, {"status": "ok" if ok else "loading"})
+                    body = None if ok and state.empty_health else {"status": "ok" if ok else "loading"}
+                    self._send(200 if ok else 503, body)
+                elif self.path == "/v1/models" and state.models is not None:
+                    self._send(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in state.models]})
                 else:
                     self._send(404, {"error": "not found"})
 
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
-                if self.path == "/v1/completions" and state.healthy:
+                state.posted.append(body)
+                if state.require_model and body.get("model") not in (state.models or []):
+                    self._send(400, {"error": f"The model `{body.get('model')}` does not exist."})
+                elif self.path == "/v1/completions" and state.healthy:
                     self._send(200, {"choices": [{"text": f" echo: {body.get('prompt', '')}", "index": 0}]})
                 else:
                     self._send(500, {"error": "model not loaded"})
@@ -102,3 +113,47 @@ def outputs(proc: subprocess.CompletedProcess) -> dict[str, str]:
 def write_verdict(path: Path, result: str = "pass") -> str:
     path.write_text(json.dumps({"result": result, "reason": "bleu 31.2 >= 30", "metrics": {"bleu": 31.2}}))
     return str(path)
+
+
+def leases(cluster, namespace: str) -> dict[str, dict]:
+    """The Leases in ``namespace`` by name, as the API returns them (holder, renewTime, annotations)."""
+    from kubernetes import client as k8s
+
+    resp = k8s.CoordinationV1Api(cluster.api_client).list_namespaced_lease(namespace, _preload_content=False)
+    return {lease["metadata"]["name"]: lease for lease in json.loads(resp.data)["items"]}
+
+
+def lease_holder(cluster, namespace: str, kind: str = "deployment", name: str = "llm") -> str:
+    lease = leases(cluster, namespace).get(f"llmops-promote-{kind}-{name}")
+    return ((lease or {}).get("spec") or {}).get("holderIdentity") or ""
+
+
+def kubeconfig_for_role(cluster, namespace: str, rules: list[dict], tmp_path: Path, name: str = "ci") -> str:
+    """A kubeconfig whose user is a fresh ServiceAccount bound to a Role with exactly ``rules`` in ``namespace``."""
+    import yaml
+    from kubernetes import client as k8s
+
+    core, rbac = k8s.CoreV1Api(cluster.api_client), k8s.RbacAuthorizationV1Api(cluster.api_client)
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
+    rbac.create_namespaced_role(namespace, {"metadata": {"name": name}, "rules": rules})
+    rbac.create_namespaced_role_binding(namespace, {
+        "metadata": {"name": name}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]})
+    token = core.create_namespaced_service_account_token(name, namespace, {"spec": {"expirationSeconds": 3600}})
+    config = yaml.safe_load(Path(cluster.kubeconfig).read_text())
+    config["users"] = [{"name": "admin", "user": {"token": token.status.token}}]
+    path = tmp_path / f"kubeconfig-{name}"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """The CLI as a child process a test can signal or kill (output merged into ``.stdout``)."""
+    run_env = {k: v for k, v in os.environ.items() if not k.startswith(("INPUT_", "GITHUB_", "RUNNER_"))}
+    run_env.update({"PYTHONPATH": str(ROOT), **(env or {})})
+    return subprocess.Popen([sys.executable, str(SCRIPT), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=run_env)
+
+
+def parse_outputs(text: str) -> dict[str, str]:
+    return outputs(subprocess.CompletedProcess([], 0, text, ""))

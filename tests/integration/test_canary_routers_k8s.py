@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmops.canary.kube import Kube
+from llmops.canary.kube import connect
 from llmops.canary.routers import Target, get_router
 from llmops.canary.routers.nginx import WEIGHT
 from llmops.canary.routers.replicas import ORIGINAL
@@ -21,7 +21,7 @@ def deployment(name: str, version: str, replicas: int) -> dict:
 
 @pytest.fixture
 def kube(k8s_cluster):
-    k = Kube(k8s_cluster.kubeconfig, timeout=10)
+    k = connect(kubeconfig=k8s_cluster.kubeconfig, timeout=10)
     yield k
     k.close()
 
@@ -89,7 +89,7 @@ def test_gateway_api_http_route_weights(kube, k8s_namespace):
 
 def test_replicas_split_and_restore(kube, k8s_namespace):
     ns = k8s_namespace
-    apps = kube.k8s.apps
+    apps = kube.apps
     apps.create_namespaced_deployment(ns, deployment("llm-stable", "v1", 4))
     apps.create_namespaced_deployment(ns, deployment("llm-canary", "v2", 0))
     router = get_router("replicas", kube, Target(ns, "llm-stable", "llm-canary"))

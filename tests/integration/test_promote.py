@@ -12,7 +12,16 @@ import pytest
 from kubernetes import client as k8s
 
 from tests.infra import tools
-from tests.integration.promote_helpers import ROOT, SCRIPT, ModelServer, deployment, outputs, run_cli, write_verdict
+from tests.integration.promote_helpers import (
+    ROOT,
+    SCRIPT,
+    ModelServer,
+    deployment,
+    leases,
+    outputs,
+    run_cli,
+    write_verdict,
+)
 
 pytestmark = [pytest.mark.k8s, *tools.timeout_marks(240)]
 
@@ -66,9 +75,10 @@ def test_promote_succeeds_and_every_revision_says_what_it_is(k8s_cluster, k8s_na
     assert c.image == "reg/llm:v2"
     assert {e.name: e.value for e in c.env} == {"MODEL_VERSION": "v2", "MODEL_URI": "s3://m/v2"}
     ann = dep.metadata.annotations
-    assert ann["llmops-actions/model-version"] == "v2" and ann["llmops-actions/git-sha"] == "abc123"
-    assert ann["llmops-actions/verdict-result"] == "pass" and len(ann["llmops-actions/verdict-sha256"]) == 64
-    assert "llmops-actions/lock" not in ann, "the lock must be released"
+    assert ann["llmops.dev/model-version"] == "v2" and ann["llmops.dev/git-sha"] == "abc123"
+    assert ann["llmops.dev/verdict-result"] == "pass" and len(ann["llmops.dev/verdict-sha256"]) == 64
+    assert not leases(k8s_cluster, ns), "the lock (a Lease) must be released"
+    assert not [k for k in ann if "lock" in k], "no lock on the Deployment (its ReplicaSets would copy it)"
     assert "model-version=v2" in _history(k8s_cluster, ns).strip().splitlines()[-1]
     assert server.hits >= 1
 
@@ -159,6 +169,15 @@ def test_dry_run_changes_nothing_and_prints_the_diff(k8s_cluster, k8s_namespace)
     after = _read(k8s_cluster, ns)
     assert after.metadata.resource_version == before.metadata.resource_version
     assert after.metadata.generation == before.metadata.generation
+    assert run_cli("--kubeconfig", k8s_cluster.kubeconfig, "--namespace", ns, "--deployment", "llm", "--force",
+                   "--model-version", "v2", "--model-uri", "s3://m/v2").returncode == 0
+    proc = run_cli("--kubeconfig", k8s_cluster.kubeconfig, "--namespace", ns, "--deployment", "llm", "--rollback",
+                   "--dry-run")
+    assert proc.returncode == 0 and outputs(proc)["new-version"] == "v1", proc.stdout + proc.stderr
+    assert outputs(proc)["revision"] == "3", "the number the restored template would be live under"
+    proc = run_cli("--kubeconfig", k8s_cluster.kubeconfig, "--namespace", ns, "--deployment", "llm", "--force",
+                   "--model-version", "v3", "--dry-run")
+    assert "sets MODEL_URI=s3://m/v2 and only --model-version changes" in proc.stdout, proc.stdout
 
 
 def test_cancelled_step_rolls_back_before_exiting(k8s_cluster, k8s_namespace):
@@ -182,7 +201,7 @@ def test_cancelled_step_rolls_back_before_exiting(k8s_cluster, k8s_namespace):
     assert "rolled back" in text and "cancelled" in text
     dep = _read(k8s_cluster, ns)
     assert dep.spec.template.spec.containers[0].image == "reg/llm:v1"
-    assert "llmops-actions/lock" not in (dep.metadata.annotations or {})
+    assert not leases(k8s_cluster, ns), "the lock is released"
 
 
 def test_bad_inputs_against_the_cluster_give_clear_errors(k8s_cluster, k8s_namespace):

@@ -2,11 +2,13 @@
 is healthy, a failure before the switch never touches it, a failure after the switch switches straight back."""
 from __future__ import annotations
 
+import time
+
 import pytest
 from kubernetes import client as k8s
 
 from tests.infra import tools
-from tests.integration.promote_helpers import ModelServer, deployment, outputs, run_cli
+from tests.integration.promote_helpers import ModelServer, deployment, leases, outputs, run_cli
 
 pytestmark = [pytest.mark.k8s, *tools.timeout_marks(240)]
 
@@ -50,13 +52,14 @@ def test_switches_the_service_only_after_the_new_colour_is_healthy(k8s_cluster, 
     proc = _promote(k8s_cluster, ns, server, "--model-version", "v2", "--scale-down-delay", "0")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert _selector(core, ns) == "green"
-    assert seen and all(path == "/health/green" and colour == "blue" for path, colour in seen), seen
+    probes = [(path, colour) for path, colour in seen if path.startswith("/health")]
+    assert probes and all(path == "/health/green" and colour == "blue" for path, colour in probes), seen
     green, blue = (apps.read_namespaced_deployment(f"llm-{c}", ns) for c in ("green", "blue"))
     assert green.spec.replicas == 2 and green.spec.template.spec.containers[0].env[0].value == "v2"
     assert blue.spec.replicas == 0, "the old colour is scaled down after the delay"
     ann = core.read_namespaced_service("llm", ns).metadata.annotations
-    assert ann["llmops-actions/active-color"] == "green" and ann["llmops-actions/model-version"] == "v2"
-    assert "llmops-actions/lock" not in ann
+    assert ann["llmops.dev/active-color"] == "green" and ann["llmops.dev/model-version"] == "v2"
+    assert not leases(k8s_cluster, ns), "the lock (a Lease) is released"
     assert outputs(proc)["previous-version"] == "v1" and outputs(proc)["new-version"] == "v2"
 
     # one-click rollback: blue is scaled back up, then the Service points at it again
@@ -113,3 +116,36 @@ def test_dry_run_shows_both_changes_and_writes_nothing(k8s_cluster, k8s_namespac
     assert "+  replicas: 2" in proc.stdout and "+    color: green" in proc.stdout
     assert core.read_namespaced_service("llm", ns).metadata.resource_version == before
     assert apps.read_namespaced_deployment("llm-green", ns).spec.replicas == 0
+    rollback = run_cli("--kubeconfig", k8s_cluster.kubeconfig, "--namespace", ns, "--deployment", "llm",
+                       "--strategy", "blue-green", "--rollback", "--dry-run")
+    assert rollback.returncode == 0, rollback.stdout + rollback.stderr
+    assert "+    color: green" in rollback.stdout and "+  replicas: 2" in rollback.stdout, "the scale-up is shown"
+    assert outputs(rollback)["new-version"] == "v1"
+    assert apps.read_namespaced_deployment("llm-green", ns).spec.replicas == 0
+
+
+def test_rollback_after_a_killed_promotion_keeps_the_live_colour_and_restores_the_idle_one(
+        k8s_cluster, k8s_namespace, bg):
+    from tests.integration.promote_helpers import start_cli
+
+    apps, core, server, _ = bg
+    ns = k8s_namespace
+    k8s_cluster.kubelet.set_behavior("reg/llm:v2-stuck", "unready")
+    proc = start_cli("--kubeconfig", k8s_cluster.kubeconfig, "--namespace", ns, "--deployment", "llm", "--force",
+                     "--strategy", "blue-green", "--image", "reg/llm:v2-stuck", "--model-version", "v2",
+                     "--lock-ttl", "3")
+    try:
+        tools.wait_until(lambda: apps.read_namespaced_deployment("llm-green", ns).spec.replicas == 2, 60,
+                         what="green to be scaled up with v2")
+        time.sleep(0.5)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+    back = run_cli("--kubeconfig", k8s_cluster.kubeconfig, "--namespace", ns, "--deployment", "llm",
+                   "--strategy", "blue-green", "--rollback", "--scale-down-delay", "0")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert outputs(back)["new-version"] == "v1" and "still selects blue" in back.stdout
+    assert _selector(core, ns) == "blue", "the half-updated green never gets the traffic"
+    green = apps.read_namespaced_deployment("llm-green", ns)
+    assert green.spec.replicas == 0 and green.spec.template.spec.containers[0].image == "reg/llm:v1"
+    assert not leases(k8s_cluster, ns)

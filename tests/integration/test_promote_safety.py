@@ -1,8 +1,8 @@
-"""Safety of kubectl-promote against the real control plane: the lock (contention, queueing, stale takeover, a race
-with one winner), real 409 conflicts retried, and the least-privilege Role in deploy/rbac.yaml being enough."""
+"""Safety of kubectl-promote against the real control plane: the Lease lock (contention, queueing, stale takeover, a
+race with one winner, the heartbeat), real 409 conflicts retried, and the least-privilege Role in deploy/rbac.yaml
+being enough."""
 from __future__ import annotations
 
-import json
 import threading
 import time
 from pathlib import Path
@@ -14,11 +14,11 @@ from kubernetes import client as k8s
 from llmops.errors import CheckFailed
 from llmops.k8s.change import ChangeSpec
 from llmops.k8s.client import connect
-from llmops.k8s.lock import LOCK, LockHeld, TargetLock
+from llmops.k8s.lock import LockHeld, TargetLock, lease_state
 from llmops.k8s.promote import Options, Outcome, promote
 from llmops.k8s.rbac import RULES
 from tests.infra import tools
-from tests.integration.promote_helpers import ROOT, ModelServer, deployment, outputs, run_cli
+from tests.integration.promote_helpers import ROOT, ModelServer, deployment, lease_holder, leases, outputs, run_cli
 
 pytestmark = [pytest.mark.k8s, *tools.timeout_marks(240)]
 
@@ -28,8 +28,7 @@ def _create(cluster, ns, name="llm"):
     cluster.kubectl("rollout", "status", f"deployment/{name}", "-n", ns, "--timeout=60s")
 
 
-def _annotations(cluster, ns, name="llm"):
-    return k8s.AppsV1Api(cluster.api_client).read_namespaced_deployment(name, ns).metadata.annotations or {}
+LEASE = "llmops-promote-deployment-llm"
 
 
 def test_a_held_lock_stops_a_second_promotion_and_lock_wait_queues(k8s_cluster, k8s_namespace):
@@ -44,7 +43,7 @@ def test_a_held_lock_stops_a_second_promotion_and_lock_wait_queues(k8s_cluster, 
         assert proc.returncode == 1, proc.stdout + proc.stderr
         assert "being promoted by other-repo/runs/42 (https://ci/runs/42)" in proc.stdout
         assert outputs(proc)["result"] == "locked"
-        assert json.loads(_annotations(k8s_cluster, ns)[LOCK])["holder"] == "other-repo/runs/42", "lock untouched"
+        assert lease_holder(k8s_cluster, ns) == "other-repo/runs/42", "lock untouched"
 
         releaser = threading.Timer(2.0, lock.release)
         releaser.start()
@@ -55,20 +54,33 @@ def test_a_held_lock_stops_a_second_promotion_and_lock_wait_queues(k8s_cluster, 
     finally:
         lock.release()
         kube.close()
-    assert LOCK not in _annotations(k8s_cluster, ns)
+    assert not leases(k8s_cluster, ns)
 
 
-def test_a_stale_lock_is_taken_over(k8s_cluster, k8s_namespace):
+def test_a_stale_lock_is_taken_over_and_a_live_one_is_renewed(k8s_cluster, k8s_namespace):
     ns = k8s_namespace
     _create(k8s_cluster, ns)
-    stale = json.dumps({"holder": "crashed-run", "expires": time.time() - 5, "run": ""})
-    k8s.AppsV1Api(k8s_cluster.api_client).patch_namespaced_deployment(
-        "llm", ns, {"metadata": {"annotations": {LOCK: stale}}})
+    k8s.CoordinationV1Api(k8s_cluster.api_client).create_namespaced_lease(ns, {
+        "metadata": {"name": LEASE}, "spec": {"holderIdentity": "crashed-run", "leaseDurationSeconds": 5,
+                                              "renewTime": "2020-01-01T00:00:00.500000Z"}})
     proc = run_cli("--kubeconfig", k8s_cluster.kubeconfig, "--namespace", ns, "--deployment", "llm",
                    "--model-version", "v2", "--force")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "taking over a stale lock from crashed-run" in proc.stdout
-    assert LOCK not in _annotations(k8s_cluster, ns)
+    assert "took the lock over from crashed-run (it had stopped renewing it)" in proc.stdout
+    assert not leases(k8s_cluster, ns)
+
+    kube = connect(kubeconfig=k8s_cluster.kubeconfig, namespace=ns)
+    lock = TargetLock(kube, "deployment", "llm", ttl=1.5, holder="long-run")
+    lock.acquire()
+    try:
+        time.sleep(4)  # well past its TTL: the heartbeat keeps it
+        holder, expires = lease_state(leases(k8s_cluster, ns)[LEASE])
+        assert holder == "long-run" and expires > time.time()
+        with pytest.raises(LockHeld, match="being promoted by long-run"):
+            TargetLock(kube, "deployment", "llm", ttl=5, holder="second").acquire()
+    finally:
+        lock.release()
+        kube.close()
 
 
 def test_two_takers_racing_for_the_lock_never_both_win(k8s_cluster, k8s_namespace):
@@ -94,12 +106,12 @@ def test_two_takers_racing_for_the_lock_never_both_win(k8s_cluster, k8s_namespac
             t.join(60)
         winners = [h for h, r in results.items() if r == "won"]
         assert len(results) == 4 and len(winners) == 1, results
-        assert json.loads(_annotations(k8s_cluster, ns)[LOCK])["holder"] == winners[0]
+        assert lease_holder(k8s_cluster, ns) == winners[0]
         for lk in locks:
             lk.release()
         for c in clients:
             c.close()
-        assert LOCK not in _annotations(k8s_cluster, ns)
+        assert not leases(k8s_cluster, ns)
 
 
 def test_a_real_409_conflict_is_retried_from_a_fresh_read(k8s_cluster, k8s_namespace):

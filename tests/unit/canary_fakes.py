@@ -12,8 +12,8 @@ from llmops.errors import InfraError
 def kind_of(promql: str) -> str:
     if 'status="error"' in promql:
         return "errors"
-    for needle, kind in (("increase(llm_requests_total", "requests"), ("llm_request_duration", "latency_p99"),
-                         ("time_to_first", "ttft_p95"), ("llm_cost", "cost_per_request"), ("quality", "quality")):
+    for needle, kind in (("increase(llm_requests_total", "requests"), ("llm_request_duration", "latency_seconds"),
+                         ("time_to_first", "ttft_seconds"), ("llm_cost", "cost_per_request"), ("quality", "quality")):
         if needle in promql:
             return kind
     raise AssertionError(promql)
@@ -39,6 +39,9 @@ class FakeProm:
         version = re.search(r'model_version="([^"]*)"', promql).group(1)
         return self.values.get((kind_of(promql), version))
 
+    def query_buckets(self, promql: str, at=None):
+        return self.query_value(promql, at)
+
 
 def counts(canary_n, canary_e, stable_n, stable_e, canary="v2", stable="v1") -> dict:
     return {("requests", canary): canary_n, ("errors", canary): canary_e,
@@ -53,6 +56,7 @@ class FakeKube:
         self.calls = 0
         self.log: list[tuple] = []
         self.fail_after: int | None = None
+        self.on_patch = None  # called before each patch (e.g. to deliver signals in the middle of a cleanup)
 
     def _tick(self):
         self.calls += 1
@@ -67,6 +71,8 @@ class FakeKube:
 
     def patch_deployment(self, namespace, name, body):
         self._tick()
+        if self.on_patch:
+            self.on_patch(name, body)
         _merge(self.deployments[name], body)
         self.log.append(("patch", name, body))
         return copy.deepcopy(self.deployments[name])

@@ -1,6 +1,9 @@
-"""The runner's flow on in-memory Deployments (replicas provider): rollback, promote, resume, and that a crash or
-a cancel always leaves the traffic on stable. The same flows against real servers: tests/integration."""
+"""The runner's flow on in-memory Deployments (replicas provider): rollback, promote, resume, pause, and that a
+crash, a cancel or a burst of signals always leaves the traffic on stable. Real servers: tests/integration."""
 from __future__ import annotations
+
+import os
+import signal
 
 import pytest
 
@@ -13,11 +16,12 @@ from llmops.canary.runner import CanaryConfig, CanaryRun
 from llmops.errors import InfraError, UsageError
 from tests.unit.canary_fakes import FakeKube, FakeProm, counts, deployment
 
-GOOD = counts(400, 1, 3600, 10)
+GOOD = counts(4000, 40, 36000, 360)  # 1 % on both, enough errors per window to show "not 2x worse" at once
 BAD = counts(400, 60, 3600, 10)
 
 
 def setup(values, mode="run", steps=(10, 50, 100), sleep=None, **policy):
+    policy.setdefault("min_requests", 50)
     kube = FakeKube({"llm-stable": deployment("llm-stable", "v1", 10, "model:v1"),
                      "llm-canary": deployment("llm-canary", "v2", 0, "model:v2")})
     prom = FakeProm(values)
@@ -43,7 +47,7 @@ def replicas(kube):
 def test_bad_canary_rolls_back_and_leaves_stable_whole():
     run, kube, _ = setup(BAD, failure_limit=1)
     assert run.execute() == "rollback"
-    assert len(run.windows) == 2 and run.final_weight == 0
+    assert len(run.windows) == 1 and run.final_weight == 0  # shown worse: no failed window is "tolerated"
     assert replicas(kube) == (10, 0)
     assert ORIGINAL not in kube.deployments["llm-stable"]["metadata"]["annotations"]
     assert state.load(kube, "prod", "llm-canary").phase == "rolled_back"
@@ -115,18 +119,63 @@ def test_prometheus_down_when_resuming_a_canary_with_traffic_routes_it_back():
     assert replicas(kube) == (10, 0) and "interrupted: all traffic returned to stable" in again.actions
 
 
-def test_step_mode_analyses_one_window_and_keeps_the_weight():
-    run, kube, _ = setup(counts(10, 0, 90, 0), mode="step")
+def test_step_mode_analyses_one_window_and_pools_across_runs():
+    run, kube, _ = setup(counts(30, 0, 270, 3), mode="step")
     assert run.execute() == "continue"
     assert len(run.windows) == 1 and run.windows[0]["outcome"] == "inconclusive"
+    assert "20 more canary requests at 10%" in run.decision.reason
     assert replicas(kube) == (9, 1)  # still at 10 %, waiting for traffic
-    run2 = CanaryRun(run.cfg, kube, FakeProm(GOOD), sleep=lambda s: None, log=lambda t: None)
+    run2 = CanaryRun(run.cfg, kube, FakeProm(counts(30, 0, 270, 3)), sleep=lambda s: None, log=lambda t: None)
     assert run2.execute() == "continue" and run2.progress.weight == 50 and run2.decision.advanced
+    saved = state.load(kube, "prod", "llm-canary")
+    assert saved.evidence["error_rate"]["relative"]["canary_requests"] == 60  # both runs' windows pooled
 
 
-def test_run_pauses_after_too_many_inconclusive_windows():
-    run, kube, _ = setup(counts(3, 0, 30, 0), inconclusive_limit=2)
+@pytest.mark.parametrize("on_pause,weight", [("keep", (9, 1)), ("stable", (10, 0))])
+def test_run_pauses_after_too_many_waiting_windows(on_pause, weight):
+    run, kube, _ = setup(counts(3, 0, 30, 0), inconclusive_limit=2, on_pause=on_pause)
     assert run.execute() == "continue" and run.decision.paused and len(run.windows) == 3
+    assert replicas(kube) == weight
+    saved = state.load(kube, "prod", "llm-canary")
+    assert saved.phase == "paused" and saved.weight == 10
+    assert any(a.startswith("paused") and on_pause in a for a in run.actions)
+
+
+def test_signals_during_the_rollback_are_held_until_traffic_is_safe():
+    run, kube, _ = setup(BAD)
+    sent = []
+
+    def burst(name, body):  # GitHub's cancel: SIGINT, then SIGTERM a few ms later, in the middle of the cleanup
+        if not sent and name == "llm-canary" and body.get("spec", {}).get("replicas") == 0:
+            sent.append(1)
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGTERM)
+    kube.on_patch = burst
+    assert run.execute() == "rollback"
+    assert sent and replicas(kube) == (10, 0)
+    assert state.load(kube, "prod", "llm-canary").phase == "rolled_back"
+    assert "2 signal(s) held until traffic was safe" in run.actions
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+
+def test_a_second_signal_cannot_cut_the_cancel_cleanup_short():
+    def cancel(_):
+        os.kill(os.getpid(), signal.SIGINT)
+    run, kube, _ = setup(GOOD, sleep=cancel)
+    kube.on_patch = lambda name, body: os.kill(os.getpid(), signal.SIGTERM)  # during every cleanup patch
+    with pytest.raises(KeyboardInterrupt):
+        run.execute()
+    kube.on_patch = None
+    assert replicas(kube) == (10, 0)
+    assert state.load(kube, "prod", "llm-canary").phase == "interrupted"
+    assert "interrupted: all traffic returned to stable" in run.actions
+
+
+def test_a_mislabelled_stable_is_a_configuration_error_and_traffic_returns():
+    run, kube, _ = setup({("requests", "v2"): 400, ("errors", "v2"): 0})
+    with pytest.raises(UsageError, match="stable's requests series is absent"):
+        run.execute()
+    assert replicas(kube) == (10, 0)
 
 
 def test_same_version_on_both_sides_is_a_usage_error():
@@ -135,3 +184,25 @@ def test_same_version_on_both_sides_is_a_usage_error():
     with pytest.raises(UsageError, match="both have version 'v1'"):
         run.execute()
     assert replicas(kube) == (10, 0)
+
+
+def test_the_record_says_how_the_run_ended_and_what_is_missing():
+    from llmops.canary import report
+
+    run, kube, _ = setup(counts(3, 0, 30, 0), inconclusive_limit=2)
+    run.execute()
+    record = report.build(run)
+    text = report.summary(record).render()
+    assert record["phase"] == "paused" and record["paused"] and "(paused)" in text
+    assert "live traffic stays on a canary that is not validated yet" in text
+    assert "Still missing to decide:** 41 more canary requests at 10%" in text
+    assert "relative limit not evaluated yet" in text  # a check that cannot be evaluated says so
+    assert report.outputs(record, "r.json")["paused"] is True
+    # Prometheus goes away after a window said "continue": the record says error, like the result output.
+    run, kube, prom = setup(GOOD)
+    run.sleep = lambda _: setattr(prom, "down", run.progress.step_index == 1)
+    with pytest.raises(InfraError) as exc:
+        run.execute()
+    record = report.build(run, error=exc.value.message)
+    assert record["decision"] == "error" and record["windows"][-1]["decision"] == "continue"
+    assert record["next_weight"] is None and record["phase"] == "interrupted"

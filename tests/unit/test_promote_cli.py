@@ -61,8 +61,9 @@ def test_unreachable_api_server_is_exit_3(tmp_path):
     cfg = tmp_path / "kubeconfig"
     cfg.write_text(kubeconfig_text(f"https://127.0.0.1:{closed_port()}"))
     proc = run_cli("--deployment", "llm", "--force", "--image", "x:2", "--kubeconfig", str(cfg),
-                   "--request-timeout", "2")
+                   "--request-timeout", "2", "--retry-budget", "3")
     check(proc, 3, "cannot reach the Kubernetes API server", "prod/llm")
+    assert "retry" in proc.stdout, "retries are announced while the budget lasts"
 
 
 @pytest.mark.parametrize("encode", [False, True], ids=["yaml", "base64"])
@@ -74,7 +75,8 @@ def test_kubeconfig_secret_is_masked_private_and_removed(tmp_path, encode):
     (tmp_path / "out").write_text("")
     env = {"INPUT_KUBECONFIG_DATA": secret, "RUNNER_TEMP": str(runner_temp), "GITHUB_OUTPUT": str(tmp_path / "out"),
            "GITHUB_ACTIONS": "true"}
-    proc = run_cli("--deployment", "llm", "--force", "--image", "x:2", "--request-timeout", "2", env=env)
+    proc = run_cli("--deployment", "llm", "--force", "--image", "x:2", "--request-timeout", "2",
+                   "--retry-budget", "0.5", env=env)
     check(proc, 3, "cannot reach the Kubernetes API server")
     masked = [line for line in proc.stdout.splitlines() if line.startswith("::add-mask::")]
     assert masked, "the secret must be masked before anything else is printed"

@@ -13,7 +13,7 @@ from llmops.errors import CheckFailed, InfraError, InputError, UsageError
 from llmops.k8s.change import ChangeSpec, apply_to_template, build_patch, current_version, pick_container
 from llmops.k8s.client import Conflict, NotFound, retrying
 from llmops.k8s.health import HealthFailed, HealthSpec, wait_healthy
-from llmops.k8s.lock import Holder
+from llmops.k8s.lock import lease_state, read_journal
 from llmops.k8s.rollout import pick_revision, rollout_status
 from llmops.k8s.verdict import read_verdict, require_pass
 
@@ -65,7 +65,7 @@ def test_container_choice_lists_what_exists():
 
 
 def test_patch_sets_image_env_and_a_complete_record():
-    d = {"metadata": {"resourceVersion": "77", "annotations": {}},
+    d = {"metadata": {"resourceVersion": "77", "annotations": {"llmops-actions/git-sha": "old"}},
          "spec": {"template": template("model", "proxy", env=[{"name": "MODEL_VERSION", "valueFrom": {"x": 1}}])}}
     spec = ChangeSpec(image="img/model:2", model_version="v2", container="model", git_sha="abc")
     patch = build_patch(d, spec, "d")
@@ -74,7 +74,8 @@ def test_patch_sets_image_env_and_a_complete_record():
     assert c == {"name": "model", "image": "img/model:2",
                  "env": [{"name": "MODEL_VERSION", "value": "v2", "valueFrom": None}]}
     ann = patch["metadata"]["annotations"]
-    assert ann["llmops-actions/git-sha"] == "abc" and ann["llmops-actions/model-uri"] is None  # stale keys removed
+    assert ann["llmops.dev/git-sha"] == "abc" and ann["llmops.dev/model-uri"] is None  # stale keys removed
+    assert ann["llmops-actions/git-sha"] is None, "the record under the old prefix is removed"
     assert ann["kubernetes.io/change-cause"].startswith("llmops kubectl-promote model-version=v2 image=img/model:2")
     after = apply_to_template(d["spec"]["template"], spec, "d")
     assert after["spec"]["containers"][0]["env"] == [{"name": "MODEL_VERSION", "value": "v2"}]
@@ -84,16 +85,28 @@ def test_patch_sets_image_env_and_a_complete_record():
 def test_version_via_annotation_touches_the_pod_template_only():
     d = {"metadata": {"resourceVersion": "1"}, "spec": {"template": template("m")}}
     patch = build_patch(d, ChangeSpec(model_version="v9", version_via="annotation"), "d")
-    assert patch["spec"]["template"]["metadata"]["annotations"] == {"llmops-actions/model-version": "v9"}
+    assert patch["spec"]["template"]["metadata"]["annotations"] == {"llmops.dev/model-version": "v9"}
     assert "env" not in patch["spec"]["template"]["spec"]["containers"][0]
     with pytest.raises(UsageError, match="nothing to promote"):
         ChangeSpec().validate()
 
 
-def test_lock_record_round_trip_and_unreadable_is_stale():
-    h = Holder("repo/runs/1", 1234.5, "https://x")
-    assert Holder.parse(h.dump()) == h
-    assert Holder.parse("not json").expires == 0 and Holder.parse("") is None
+def test_legacy_annotation_keys_are_still_read():
+    legacy = {"spec": {"template": {"metadata": {"annotations": {"llmops-actions/model-version": "v3"}},
+                                    "spec": {"containers": [{"name": "m", "image": "img:1"}]}}}}
+    assert current_version(legacy, None) == "v3"
+
+
+def test_lease_expiry_and_journal_are_read_defensively():
+    lease = {"spec": {"holderIdentity": "run-1", "leaseDurationSeconds": 30,
+                      "renewTime": "2026-01-01T00:00:00.000000Z"}, "metadata": {"annotations": {
+                          "llmops.dev/promotion": '{"state": "promoting", "from_hash": "abc"}'}}}
+    holder, expires = lease_state(lease)
+    assert holder == "run-1" and expires == 1767225630.0
+    assert read_journal(lease)["from_hash"] == "abc"
+    lease["metadata"]["annotations"]["llmops.dev/promotion"] = "{broken"
+    assert read_journal(lease) is None and read_journal(None) is None
+    assert lease_state({"spec": {}}) == ("", 0.0)
 
 
 def api_exc(status, message="m"):
@@ -112,7 +125,22 @@ def test_retrying_backs_off_on_409_and_5xx_then_succeeds():
         return "ok"
 
     assert retrying(fn, what="w", sleep=sleeps.append) == "ok"
-    assert len(calls) == 3 and len(sleeps) == 2 and all(0 < s <= 8 for s in sleeps)
+    assert len(calls) == 3 and len(sleeps) == 2 and all(0 < s <= 5 for s in sleeps)
+
+
+def test_retrying_keeps_going_for_its_whole_budget_with_capped_backoff():
+    now, sleeps = [0.0], []
+
+    def sleep(s):
+        sleeps.append(s)
+        now[0] += s
+
+    def fn():
+        raise ConnectionRefusedError("refused")
+
+    with pytest.raises(InfraError, match=r"tried for \d+s"):
+        retrying(fn, what="read x", budget=60, sleep=sleep, clock=lambda: now[0])
+    assert 55 <= now[0] <= 60 and max(sleeps) <= 5 and len(sleeps) >= 12, "backs off, capped, for ~the budget"
 
 
 @pytest.mark.parametrize("status, kind, text", [(404, NotFound, "not found"), (403, UsageError, "deploy/rbac.yaml"),
@@ -120,7 +148,7 @@ def test_retrying_backs_off_on_409_and_5xx_then_succeeds():
                                                 (500, InfraError, "500")])
 def test_retrying_maps_what_is_left(status, kind, text):
     with pytest.raises(kind) as err:
-        retrying(lambda: (_ for _ in ()).throw(api_exc(status)), what="read x", attempts=2, sleep=lambda s: None)
+        retrying(lambda: (_ for _ in ()).throw(api_exc(status)), what="read x", budget=0.01, sleep=lambda s: None)
     assert text in str(err.value)
 
 
@@ -131,7 +159,7 @@ def test_connection_errors_become_infra_errors():
         raise urllib3.exceptions.MaxRetryError(None, "https://10.0.0.1", "refused")
 
     with pytest.raises(InfraError, match="cannot reach the Kubernetes API server"):
-        retrying(fn, what="read x", attempts=2, sleep=lambda s: None)
+        retrying(fn, what="read x", budget=0.01, sleep=lambda s: None)
 
 
 @pytest.mark.parametrize("content, error", [
@@ -159,6 +187,20 @@ def test_verdict_gate(tmp_path):
     with pytest.raises(UsageError, match="no evaluation verdict"):
         require_pass(None, force=False)
     assert require_pass(None, force=True) is None
+
+
+def test_a_verdict_for_another_model_version_or_uri_is_refused(tmp_path):
+    path = tmp_path / "v.json"
+    path.write_text('{"result": "pass", "model": {"version": "v7", "uri": "s3://m/v7"}}')
+    with pytest.raises(UsageError, match="is for model version v7, not v8"):
+        require_pass(str(path), force=False, model_version="v8")
+    with pytest.raises(UsageError, match="is for model URI s3://m/v7, not s3://m/v8"):
+        require_pass(str(path), force=False, model_version="v7", model_uri="s3://m/v8")
+    assert require_pass(str(path), force=False, model_version="v7", model_uri="s3://m/v7").model_version == "v7"
+    assert require_pass(str(path), force=True, model_version="v8").result == "pass"
+    path.write_text('{"result": "pass", "model": {"info": {"model_version": "v5"}}}')  # the training record
+    with pytest.raises(UsageError, match="version v5, not v6"):
+        require_pass(str(path), force=False, model_version="v6")
 
 
 @pytest.fixture

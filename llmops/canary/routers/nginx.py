@@ -12,12 +12,13 @@ import copy
 from llmops.canary.kube import NotFound
 from llmops.canary.routers.base import Router, check_weight
 from llmops.errors import UsageError
+from llmops.k8s.annotations import CANARY_OF, LEGACY_PREFIX, PREFIX
 
 CANARY = "nginx.ingress.kubernetes.io/canary"
 WEIGHT = "nginx.ingress.kubernetes.io/canary-weight"
-OWNER = "llmops.dev/canary-of"
+OWNER = CANARY_OF
 # Annotations of the primary that must not be copied: they belong to the primary object or to its tooling.
-_SKIP_PREFIXES = ("kubectl.kubernetes.io/", "nginx.ingress.kubernetes.io/canary", "llmops.dev/")
+_SKIP_PREFIXES = ("kubectl.kubernetes.io/", "nginx.ingress.kubernetes.io/canary", PREFIX, LEGACY_PREFIX)
 
 
 class NginxRouter(Router):
@@ -33,8 +34,8 @@ class NginxRouter(Router):
 
     def _read(self, name: str) -> dict | None:
         try:
-            return self.kube.call(f"read Ingress {self.target.namespace}/{name}", self._net().read_namespaced_ingress,
-                                  name, self.target.namespace)
+            return self.kube.call(self._net().read_namespaced_ingress, name, self.target.namespace,
+                                  what=f"read Ingress {self.target.namespace}/{name}")
         except NotFound:
             return None
 
@@ -67,8 +68,8 @@ class NginxRouter(Router):
                              "route must name the primary Ingress that serves the stable version")
         existing = self._read(self.canary_name)
         if existing is None:
-            self.kube.call(f"create Ingress {ns}/{self.canary_name}", self._net().create_namespaced_ingress, ns,
-                           self.canary_body(primary))
+            self.kube.call(self._net().create_namespaced_ingress, ns, self.canary_body(primary),
+                           what=f"create Ingress {ns}/{self.canary_name}")
             return
         if (existing["metadata"].get("annotations") or {}).get(OWNER) != self.target.route:
             raise UsageError(f"Ingress {ns}/{self.canary_name} exists and was not created by canary-step",
@@ -76,17 +77,17 @@ class NginxRouter(Router):
         weight = int((existing["metadata"].get("annotations") or {}).get(WEIGHT, "0") or 0)
         body = self.canary_body(primary, weight)
         body["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
-        self.kube.call(f"replace Ingress {ns}/{self.canary_name}", self._net().replace_namespaced_ingress,
-                       self.canary_name, ns, body)
+        self.kube.call(self._net().replace_namespaced_ingress, self.canary_name, ns, body,
+                       what=f"replace Ingress {ns}/{self.canary_name}")
 
     def patch_body(self, weight: int) -> dict:
         return {"metadata": {"annotations": {WEIGHT: str(check_weight(weight))}}}
 
     def set_routes(self, weight: int) -> None:
         ns = self.target.namespace
-        self.kube.call(f"set the canary weight on Ingress {ns}/{self.canary_name}",
-                       self._net().patch_namespaced_ingress, self.canary_name, ns, self.patch_body(weight),
-                       _content_type="application/merge-patch+json")
+        self.kube.call(self._net().patch_namespaced_ingress, self.canary_name, ns, self.patch_body(weight),
+                       _content_type="application/merge-patch+json",
+                       what=f"set the canary weight on Ingress {ns}/{self.canary_name}")
 
     def get_routes(self) -> int:
         obj = self._read(self.canary_name)
@@ -100,8 +101,8 @@ class NginxRouter(Router):
     def finalize(self) -> None:
         ns = self.target.namespace
         try:
-            self.kube.call(f"delete Ingress {ns}/{self.canary_name}", self._net().delete_namespaced_ingress,
-                           self.canary_name, ns)
+            self.kube.call(self._net().delete_namespaced_ingress, self.canary_name, ns,
+                           what=f"delete Ingress {ns}/{self.canary_name}")
         except NotFound:
             pass  # already gone: finalize is idempotent
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from llmops.canary.routers.base import Router, check_weight
 from llmops.errors import UsageError
+from llmops.k8s.annotations import CANARY_ORIGINAL_REPLICAS
 
-ORIGINAL = "llmops.dev/canary-original-replicas"
+ORIGINAL = CANARY_ORIGINAL_REPLICAS
 
 
 def split(total: int, weight: int) -> tuple[int, int]:

@@ -89,16 +89,15 @@ class WeightedRoutes(Router):
     # ------------------------------------------------------------- API calls
     def read(self) -> dict:
         t = self.target
-        return self.kube.call(f"read {self.route_kind} {t.namespace}/{t.route}",
-                              self.kube.custom().get_namespaced_custom_object, self.group, self.version,
-                              t.namespace, self.plural, t.route)
+        return self.kube.call(self.kube.custom().get_namespaced_custom_object, self.group, self.version, t.namespace,
+                              self.plural, t.route, what=f"read {self.route_kind} {t.namespace}/{t.route}")
 
     def set_routes(self, weight: int) -> None:
         t = self.target
         ops = self.patch_ops(self.read(), weight)
-        self.kube.call(f"set weights on {self.route_kind} {t.namespace}/{t.route}",
-                       self.kube.custom().patch_namespaced_custom_object, self.group, self.version, t.namespace,
-                       self.plural, t.route, ops, _content_type="application/json-patch+json")
+        self.kube.call(self.kube.custom().patch_namespaced_custom_object, self.group, self.version, t.namespace,
+                       self.plural, t.route, ops, _content_type="application/json-patch+json",
+                       what=f"set weights on {self.route_kind} {t.namespace}/{t.route}")
 
     def reconcile(self) -> None:
         obj = self.read()
