@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--kubeconfig", default="")
     a("--kubeconfig-data", default="", help="kubeconfig content (a secret; YAML or base64)")
     a("--context", default="")
+    a("--allow-exec", action="store_true", help="let kubeconfig-data run exec / auth-provider commands (EKS, GKE)")
     a("--kube-timeout", type=duration_seconds, default=15.0)
     a("--min-requests", type=gha.positive_int, default=50,
       help="canary requests a step must serve (over its windows) before the next weight")
@@ -208,14 +209,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from llmops.canary.runner import CanaryRun
 
     args = gha.parse_args(build_parser(), argv)
-    gha.mask(args.prometheus_token)
+    from llmops.redact import url_secrets
+
+    for secret in [args.prometheus_token, *url_secrets(args.prometheus_url)]:
+        gha.mask(secret)
     if args.mode == "what-if":
         return what_if(args)
     cfg = config_from(args)
     prom = (Prometheus(args.prometheus_url, timeout=args.prometheus_timeout, token=args.prometheus_token or None)
             if args.prometheus_url or args.mode != "abort" else None)
     kube = connect(kubeconfig=args.kubeconfig or None, context=args.context or None, namespace=args.namespace,
-                   kubeconfig_data=args.kubeconfig_data or None, timeout=args.kube_timeout)
+                   kubeconfig_data=args.kubeconfig_data or None, timeout=args.kube_timeout,
+                   allow_exec=args.allow_exec)
     run = CanaryRun(cfg, kube, prom)
     with run.signals:  # a cancel's second signal must cut neither the cleanup nor the record short
         try:
