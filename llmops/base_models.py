@@ -58,6 +58,9 @@ def smollm2_folder(out_dir: str | Path) -> Path:
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
+    for path in tmp.rglob("*"):  # weights are saved 0600: a server running as another user must read them
+        if path.is_file():
+            path.chmod(0o644)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return out

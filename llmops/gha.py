@@ -3,7 +3,9 @@
 - ``set_output``: GITHUB_OUTPUT in the multi-line-safe ``name<<DELIM`` form.
 - ``Summary``: step-summary markdown (tables, details, Mermaid charts) appended to GITHUB_STEP_SUMMARY.
 - ``Annotations``: ``::error file=,line=::`` annotations, capped, with a count of the rest.
-- ``mask``: ``::add-mask::`` for secrets.
+- ``mask``: ``::add-mask::`` for secrets; every masked value is also remembered, and ``scrub`` replaces it with
+  ``***`` in what this module writes (outputs, annotations, the step summary): the runner masks its log, not the
+  files (a hostile server may echo a token back into an error message).
 - ``parse_args``: argparse with action inputs as a fallback (``INPUT_<NAME>`` env vars), typed and checked.
 
 Outside a runner (no GITHUB_OUTPUT) every call prints readable text to stdout instead, so each script runs
@@ -21,12 +23,26 @@ from typing import Any
 
 from llmops.errors import UsageError
 
+_SECRETS: set[str] = set()
+SCRUB_MIN = 8  # shorter values are masked by the runner but not scrubbed from files ("pass" is also a result)
+
+
+def scrub(text: str) -> str:
+    """``text`` with every value given to ``mask`` replaced by ``***`` (longest first)."""
+    if not _SECRETS or not isinstance(text, str):
+        return text
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
+
 
 def in_runner() -> bool:
     return bool(os.environ.get("GITHUB_OUTPUT"))
 
 
 def _out(text: str) -> None:
+    text = scrub(text)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     sys.stdout.flush()
 
@@ -35,7 +51,7 @@ def _out(text: str) -> None:
 
 def set_output(name: str, value: Any) -> None:
     """Write one step output; values may contain newlines."""
-    text = _stringify(value)
+    text = scrub(_stringify(value))
     path = os.environ.get("GITHUB_OUTPUT")
     if not path:
         _out(f"output {name}={text}")
@@ -122,11 +138,17 @@ class Annotations:
 
 def mask(secret: str) -> None:
     """Ask the runner to hide a secret in logs (each line separately, as the runner requires)."""
-    if not secret or not in_runner():
+    if not secret:
+        return
+    for line in secret.splitlines():
+        if len(line.strip()) >= SCRUB_MIN:
+            _SECRETS.add(line.strip())
+    if not in_runner():
         return
     for line in secret.splitlines():
         if line.strip():
-            _out(f"::add-mask::{line}")
+            sys.stdout.write(f"::add-mask::{line}\n")
+    sys.stdout.flush()
 
 
 # --------------------------------------------------------------------------- step summary
@@ -183,7 +205,7 @@ class Summary:
         return "\n".join(self.parts)
 
     def write(self) -> None:
-        text = self.render()
+        text = scrub(self.render())
         if not text:
             return
         path = os.environ.get("GITHUB_STEP_SUMMARY")
@@ -230,6 +252,20 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def byte_size(text: str) -> int:
+    """argparse ``type=`` for sizes: a byte count or a number with KiB/MiB/GiB (also KB/MB/GB, K/M/G = binary)."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]i?B?|B)?\s*", str(text), re.IGNORECASE)
+    if not m:
+        raise argparse.ArgumentTypeError(f"must be a size such as 64MiB or 1048576, got {text!r}")
+    unit = (m.group(2) or "B").upper().rstrip("B").rstrip("I")
+    value = int(float(m.group(1)) * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[unit])
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 byte, got {text!r}")
     return value
 
 

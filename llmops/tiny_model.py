@@ -78,6 +78,9 @@ def build_tiny_model(out_dir: str | Path, texts: list[str] | None = None, *, hid
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    for path in out.rglob("*"):  # weights are saved 0600: a server running as another user must read them
+        if path.is_file():
+            path.chmod(0o644)
     return out
 
 

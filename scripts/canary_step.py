@@ -2,7 +2,8 @@
 
 Modes: run (walk the steps), step (one window), analyse (one window against live Prometheus, read-only: the window
 record to --report, exit 0 pass / 1 fail), what-if (replay windows from a file or stdin through the same judge,
-no cluster, no Prometheus: one JSON line per window). Exit codes: 0 promote or continue, 1 rollback, 2 bad
+no cluster, no Prometheus: one JSON line per window), abort (all traffic back to stable now, as a failed canary's
+rollback does; exit 0 once it is there). Exit codes: 0 promote or continue, 1 rollback, 2 bad
 configuration or input (what-if: with the line number), 3 Prometheus or the API server unreachable (traffic is
 returned to stable first). See docs/actions/canary-step.md.
 """
@@ -69,7 +70,7 @@ def positive(text: str) -> float:
     return value
 
 
-MODES = ("run", "step", "analyse", "what-if")
+MODES = ("run", "step", "analyse", "what-if", "abort")
 PAUSE_ACTIONS = ("keep", "stable")
 
 
@@ -78,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     a = p.add_argument
     a("--mode", choices=MODES, default="run",
       help="run: walk all steps; step: one window; analyse: one read-only window against Prometheus; what-if: "
-           "replay --windows through the judge, no cluster")
+           "replay --windows through the judge, no cluster; abort: return all traffic to stable now (no Prometheus "
+           "needed)")
     a("--windows", default="", help="what-if: JSON lines of window counts, or a canary-report.json (- = stdin)")
     a("--provider", default="", help="traffic provider: nginx, istio, gateway-api or replicas")
     a("--namespace", default="default")
@@ -100,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--kubeconfig", default="")
     a("--kubeconfig-data", default="", help="kubeconfig content (a secret; YAML or base64)")
     a("--context", default="")
+    a("--allow-exec", action="store_true", help="let kubeconfig-data run exec / auth-provider commands (EKS, GKE)")
     a("--kube-timeout", type=duration_seconds, default=15.0)
     a("--min-requests", type=gha.positive_int, default=50,
       help="canary requests a step must serve (over its windows) before the next weight")
@@ -176,6 +179,7 @@ def config_from(args: argparse.Namespace):
     explicit = bool(args.canary_selector or args.stable_selector)
     required = ("prometheus-url",) if args.mode == "analyse" and explicit else \
         ("stable", "canary", "prometheus-url") if args.mode == "analyse" else \
+        ("provider", "stable", "canary") if args.mode == "abort" else \
         ("provider", "stable", "canary", "prometheus-url")
     for flag in required:
         if not getattr(args, flag.replace("-", "_")):
@@ -236,7 +240,8 @@ def analyse_once(args: argparse.Namespace, cfg) -> int:
     kube = None
     if probe.needs_cluster(cfg) or (cfg.provider and cfg.weight is None):
         kube = connect(kubeconfig=args.kubeconfig or None, context=args.context or None, namespace=args.namespace,
-                       kubeconfig_data=args.kubeconfig_data or None, timeout=args.kube_timeout)
+                       kubeconfig_data=args.kubeconfig_data or None, timeout=args.kube_timeout,
+                       allow_exec=args.allow_exec)
     try:
         record = probe.run(cfg, prom, kube, log=lambda text: print(text, file=sys.stderr, flush=True))
     finally:
@@ -270,19 +275,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     from llmops.canary.runner import CanaryRun
 
     args = gha.parse_args(build_parser(), argv)
-    gha.mask(args.prometheus_token)
+    from llmops.redact import url_secrets
+
+    for secret in [args.prometheus_token, *url_secrets(args.prometheus_url)]:
+        gha.mask(secret)
     if args.mode == "what-if":
         return what_if(args)
     cfg = config_from(args)
     if args.mode == "analyse":
         return analyse_once(args, cfg)
-    prom = Prometheus(args.prometheus_url, timeout=args.prometheus_timeout, token=args.prometheus_token or None)
+    prom = (Prometheus(args.prometheus_url, timeout=args.prometheus_timeout, token=args.prometheus_token or None)
+            if args.prometheus_url or args.mode != "abort" else None)
     kube = connect(kubeconfig=args.kubeconfig or None, context=args.context or None, namespace=args.namespace,
-                   kubeconfig_data=args.kubeconfig_data or None, timeout=args.kube_timeout)
+                   kubeconfig_data=args.kubeconfig_data or None, timeout=args.kube_timeout,
+                   allow_exec=args.allow_exec)
     run = CanaryRun(cfg, kube, prom)
     with run.signals:  # a cancel's second signal must cut neither the cleanup nor the record short
         try:
-            decision = run.execute()
+            decision = run.abort() if args.mode == "abort" else run.execute()
         except BaseException as exc:
             cancelled = isinstance(exc, KeyboardInterrupt)
             with run.signals.cleanup():
@@ -299,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             report.write(args.report, record)
             gha.set_outputs(report.outputs(record, args.report))
             report.summary(record).write()
-    if decision == "rollback":
+    if decision == "rollback" and args.mode != "abort":  # abort: exit 0 once all traffic is on stable
         gha.error(f"canary rolled back: {record['reason']}")
         return 1
     return 0

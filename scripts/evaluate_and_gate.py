@@ -136,6 +136,13 @@ def main(argv=None) -> int:
     requested += [m for m in config.thresholds if m not in requested]
     if not requested:
         raise UsageError("no metrics to compute", "pass --metrics, e.g. accuracy,bleu,rouge")
+    from llmops.paths import refuse_input_as_output
+    from llmops.redact import redact_url
+
+    inputs = {"eval data": args.eval_data, "predictions file": args.predictions, "baseline verdict": args.baseline,
+              "thresholds file": [t for t in args.thresholds or [] if "=" not in t and "<" not in t and ">" not in t]}
+    refuse_input_as_output(args.report, inputs, "--report")
+    refuse_input_as_output(args.predictions_out, {**inputs, "report": args.report}, "--predictions-out")
     backend = make_backend(args)  # flags are checked before any file is read or model loaded
     baseline = Baseline.load(args.baseline) if args.baseline else None
     data = load_eval_data(args.eval_data, sample_size=args.sample_size, seed=config.seed)
@@ -151,7 +158,7 @@ def main(argv=None) -> int:
             ref_scores = backend.score(data.samples)
         info = read_model_info(args.model_dir)
         model = {"version": info.get("model_version") or info.get("version"), "path": args.model_dir,
-                 "endpoint": args.endpoint, "info": info}
+                 "endpoint": redact_url(args.endpoint or ""), "info": info}
         model = {k: v for k, v in model.items() if v}
     run = build_run(data, gens, ref_scores=ref_scores, prices=config.prices, backend=gens.info["backend"])
     results, skipped = compute_metrics(run, requested, config)

@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--kubeconfig-data", help="kubeconfig content or its base64, from a secret (prefer the env "
                    "var INPUT_KUBECONFIG_DATA over the command line)")
     a.add_argument("--context", help="kubeconfig context (default: its current-context)")
+    a.add_argument("--allow-exec", action="store_true", help="let a kubeconfig-data secret run exec / auth-provider "
+                   "commands and read a tokenFile (EKS, GKE); a kubeconfig file always may (logged)")
     a.add_argument("--namespace", help="namespace (default: the context's, else 'default')")
     a.add_argument("--request-timeout", type=float, default=30.0, help="seconds per API call (default 30)")
     a.add_argument("--retry-budget", type=float, default=DEFAULT_RETRY_BUDGET,
@@ -103,7 +105,8 @@ class _WarningsToRunner(logging.Handler):
 def main(argv: Sequence[str] | None = None) -> int:
     args = gha.parse_args(build_parser(), argv)
     if args.kubeconfig_data:
-        gha.mask(args.kubeconfig_data)
+        from llmops.k8s.kubeconfig import mask_secret
+        mask_secret(args.kubeconfig_data)
     from llmops.k8s.change import ChangeSpec
     from llmops.k8s.client import connect
     from llmops.k8s.health import HealthSpec
@@ -134,7 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    replicas=args.replicas, to_revision=args.to_revision, log=_log)
     out = Outcome()
     kube = connect(kubeconfig=args.kubeconfig, kubeconfig_data=args.kubeconfig_data, context=args.context,
-                   namespace=args.namespace, timeout=args.request_timeout, retry_budget=args.retry_budget)
+                   namespace=args.namespace, timeout=args.request_timeout, retry_budget=args.retry_budget,
+                   allow_exec=args.allow_exec)
     try:
         _log(f"{'rollback' if args.rollback else 'promote'} {args.strategy} {kube.namespace}/{args.deployment} "
              f"via {kube.source}")

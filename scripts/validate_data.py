@@ -12,6 +12,7 @@ import argparse
 
 from llmops import gha
 from llmops.cli import run_script
+from llmops.data.reader import MAX_LINE_BYTES
 from llmops.errors import InputError, UsageError
 
 LEVELS = ("off", "warning", "error")
@@ -43,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", default="validate-data-report.json", help="JSON report path")
     p.add_argument("--workers", type=gha.positive_int, default=0, help="processes for big files (0: automatic)")
     p.add_argument("--annotations", type=gha.positive_int, default=20, help="most problems annotated on lines")
+    p.add_argument("--max-line-bytes", type=gha.byte_size, default=MAX_LINE_BYTES,
+                   help="longest line read, e.g. 64MiB (default); a longer line is an input error naming it")
     return p
 
 
@@ -65,9 +68,15 @@ def main(argv=None) -> int:
                    max_tokens=args.max_tokens, empty=args.empty_fields, duplicates=args.duplicates,
                    near=_near(args.near_duplicates), near_threshold=args.near_threshold, overlap=args.overlap,
                    ngram=args.ngram, pii=args.pii, length_outliers=args.length_outliers, fail_on=args.fail_on,
-                   workers=args.workers)
+                   workers=args.workers, max_line=args.max_line_bytes)
     if opts.ngram < 1:
         raise UsageError("ngram must be at least 1")
+    from llmops.data.reader import expand_inputs
+    from llmops.paths import refuse_input_as_output
+
+    refuse_input_as_output(args.report, {"input data": expand_inputs(args.input), "eval data": args.eval_data and
+                                         expand_inputs(args.eval_data, "eval-data"), "schema": args.schema},
+                           "--report")
     out = validate(opts)
     try:
         try:

@@ -19,16 +19,20 @@ class Prometheus:
         from prometheus_api_client import PrometheusConnect
         from urllib3.util.retry import Retry
 
+        from llmops.redact import split_url
+
+        url, auth = split_url(url)  # user:password@ never reaches a message or a record; it goes as basic auth
         if not url.startswith(("http://", "https://")):
             raise UsageError(f"prometheus-url must start with http:// or https://, got {url!r}",
                              "pass e.g. http://prometheus.monitoring:9090")
         self.url = url.rstrip("/")
         self.timeout = timeout
         headers = {"Authorization": f"Bearer {token}"} if token else None
+        auth = None if token else auth
         retry = Retry(total=retries, backoff_factor=0.3, status_forcelist=(502, 503, 504),
                       allowed_methods=("GET",), raise_on_status=False)
         self.client = PrometheusConnect(url=self.url, headers=headers, disable_ssl=not verify_tls, retry=retry,
-                                        timeout=timeout)
+                                        timeout=timeout, auth=auth)
         self.queries = 0
 
     def check_online(self) -> None:

@@ -65,7 +65,7 @@ def build(run: CanaryRun, error: str | None = None, cancelled: bool = False) -> 
         "windows": run.windows,
         "actions": run.actions,
         "promotion": run.promotion,
-        "prometheus_queries": run.prom.queries,
+        "prometheus_queries": run.prom.queries if run.prom else 0,
         "kubernetes_calls": run.kube.calls,
         "signature": signature(run),
     }
@@ -73,7 +73,7 @@ def build(run: CanaryRun, error: str | None = None, cancelled: bool = False) -> 
 
 def write(path: str, record: dict) -> None:
     try:
-        Path(path).write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+        Path(path).write_text(gha.scrub(json.dumps(record, indent=2, default=str)) + "\n", encoding="utf-8")
     except OSError as exc:  # the decision stands even when the record cannot be written
         gha.warning(f"could not write the canary record to {path}: {exc.strerror}")
 

@@ -2,6 +2,7 @@
 
 Modes: ``step`` analyses one window and returns (for workflows that loop or gate by hand); ``run`` walks the
 weights until promote, rollback or a pause. Both resume from the progress recorded on the canary Deployment.
+``abort`` (``CanaryRun.abort``) returns all traffic to stable from any state with the failed canary's rollback.
 
 Each window is judged with the evidence pooled over the whole canary (kept on the canary Deployment with the
 progress, so step-mode runs pool too). A pause (inconclusive-limit reached) ends a ``run`` in phase ``paused``: the
@@ -28,11 +29,11 @@ from dataclasses import dataclass, field
 from llmops.canary import state
 from llmops.canary.analysis import AnalysisConfig, Side, analyse, needed_templates
 from llmops.canary.decision import Decision, Policy, Progress, decide, remember
-from llmops.canary.kube import Kube, canary_version_of, promote_stable
+from llmops.canary.kube import Kube, NotFound, canary_version_of, promote_stable
 from llmops.canary.prom import Prometheus
 from llmops.canary.routers import Target, get_router
 from llmops.canary.selection import Selection, pin
-from llmops.errors import UsageError
+from llmops.errors import InfraError, UsageError
 
 
 @dataclass
@@ -120,7 +121,7 @@ def versions(kube: Kube | None, cfg: CanaryConfig, *, check_exists: bool = True)
 
 
 class CanaryRun:
-    def __init__(self, cfg: CanaryConfig, kube: Kube, prom: Prometheus, *,
+    def __init__(self, cfg: CanaryConfig, kube: Kube, prom: Prometheus | None, *,
                  sleep: Callable[[float], None] = time.sleep, log: Callable[[str], None] | None = None,
                  promoter: Callable[..., dict] = promote_stable):
         self.cfg, self.kube, self.prom, self.sleep, self.promoter = cfg, kube, prom, sleep, promoter
@@ -221,6 +222,49 @@ class CanaryRun:
                 self._make_safe()
             raise
 
+    def abort(self) -> str:
+        """Mode abort: all traffic back to stable now, from any state, exactly as a failed canary's rollback does
+        (weight 0, finalize the routing, scale the canary down; signals held), recorded as rolled back. Idempotent.
+        Returns ``rollback``, or ``promote`` when this version was already promoted (the stable serves it)."""
+        with self.signals, self.signals.cleanup():
+            try:
+                return self._abort()
+            finally:
+                if self.signals.held:
+                    self.actions.append(f"{len(self.signals.held)} signal(s) held until traffic was safe")
+
+    def _abort(self) -> str:
+        t = self.cfg.target
+        dep = self.kube.read_deployment(t.namespace, t.canary)  # 404 -> exit 2 naming the Deployment
+        canary_version = self.cfg.canary_version or _version_or_empty(dep, self.cfg)
+        old = state.load(self.kube, t.namespace, t.canary)
+        if old is not None and (old.canary_version == canary_version or not canary_version):
+            self.progress, was = old, f"was {old.phase} after {old.windows} window(s)"
+        else:
+            try:
+                stable = self.cfg.stable_version or _version_or_empty(self.kube.read_deployment(t.namespace, t.stable),
+                                                                      self.cfg)
+            except NotFound:
+                stable = ""
+            self.progress, was = Progress(canary_version, stable, list(self.cfg.policy.steps)), "was never started"
+        if self.progress.phase == "promoted":
+            self.router.finalize()
+            self.final_weight = 0
+            self.decision = Decision("promote", f"version {canary_version} was already promoted: the stable "
+                                                "serves it and takes all traffic; nothing to abort")
+            return "promote"
+        before = self.router.get_routes()
+        self._rollback_now()
+        self.progress.phase = "rolled_back"
+        state.save(self.kube, t.namespace, t.canary, self.progress)
+        left = self.router.get_routes()
+        if left:
+            raise InfraError(f"aborted, but the {self.router.route_kind} still sends {left}% to the canary",
+                             "check who else edits the traffic object, then run mode abort again")
+        self.decision = Decision("rollback", f"aborted by hand ({was}, canary weight was {before}%): all "
+                                             "traffic is on stable and the canary is scaled to 0")
+        return "rollback"
+
     def _pause(self) -> None:
         self.progress.phase = "paused"
         if self.cfg.policy.on_pause == "stable":
@@ -238,8 +282,11 @@ class CanaryRun:
 
     def _rollback_now(self) -> None:
         t = self.cfg.target
-        self.router.set_routes(0)  # traffic first
-        self.actions.append("canary weight set to 0")
+        try:
+            self.router.set_routes(0)  # traffic first
+            self.actions.append("canary weight set to 0")
+        except NotFound:  # no canary route (never started, or already finalized): nothing carries canary traffic
+            self.actions.append("canary weight already 0 (no canary route)")
         self.router.finalize()
         self.actions.append(f"{self.router.name} routing finalized (all traffic to stable)")
         self.kube.scale_deployment(t.namespace, t.canary, 0)
@@ -283,3 +330,10 @@ class CanaryRun:
                 state.save(self.kube, t.namespace, t.canary, self.progress)
             except BaseException as exc:  # noqa: BLE001
                 self.log(f"could not record the progress: {exc}")
+
+
+def _version_or_empty(dep: dict, cfg: CanaryConfig) -> str:
+    try:
+        return canary_version_of(dep, cfg.container, cfg.version_label)
+    except UsageError:  # abort works on a canary whatever its pods say
+        return ""

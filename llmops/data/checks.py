@@ -14,6 +14,7 @@ import string
 from collections.abc import Iterator
 from pathlib import Path
 
+from llmops.data.formats import message_text
 from llmops.data.reader import read_jsonl
 
 
@@ -61,7 +62,7 @@ def dedup_parts(fmt: str | None, row: dict) -> list[str]:
     if fmt == "text":
         return [row["text"]]
     if fmt == "chat":
-        return [f"{m['role']}\x1e{m['content']}" for m in row["messages"]]
+        return [f"{m['role']}\x1e{message_text(m)}" for m in row["messages"]]
     return [text for _, text in walk_strings(row)]
 
 

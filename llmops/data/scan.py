@@ -22,7 +22,7 @@ import xxhash
 from llmops.data import checks
 from llmops.data.fastpath import fast_batch, norm_field
 from llmops.data.formats import Problem, check_row
-from llmops.data.reader import LineBlocks
+from llmops.data.reader import MAX_DEPTH, MAX_LINE_BYTES, LineBlocks
 
 ERR, WARN, NOKEY = 1, 2, 4
 TOKEN_BATCH = 512
@@ -46,6 +46,7 @@ class ScanConfig:
     near_threshold: float = 0.8
     keep: int = 50                    # problems kept in memory per chunk for the summary
     spool_dir: str = ""
+    max_line: int = MAX_LINE_BYTES
 
 
 @dataclass
@@ -119,6 +120,8 @@ def parse_problem(raw: bytes, unterminated: bool) -> Problem:
                        check="json")
     try:
         json.loads(text)
+    except RecursionError:
+        return Problem("$", f"JSON nested too deeply (more than {MAX_DEPTH} levels of arrays/objects)", check="json")
     except json.JSONDecodeError as exc:
         detail = f"{exc.msg} (column {exc.colno})"
         if unterminated:
@@ -162,7 +165,7 @@ def scan_chunk(cfg: ScanConfig, file_index: int, start: int = 0, end: int | None
     ctx = context(cfg)
     res = ChunkResult(file_index, start)
     sink = _Sink(cfg, res)
-    blocks = LineBlocks(cfg.files[file_index], start, end, keep_ends=True)
+    blocks = LineBlocks(cfg.files[file_index], start, end, keep_ends=True, max_line=cfg.max_line)
     is_valid = ctx.schema.is_valid if ctx.schema else None
     loads, decode_error, hash64, norm = orjson.loads, orjson.JSONDecodeError, xxhash.xxh3_64_intdigest, norm_field
     hashes, lengths, flags, skips = res.hashes, res.lengths, res.flags, res.skips
@@ -212,7 +215,11 @@ def scan_chunk(cfg: ScanConfig, file_index: int, start: int = 0, end: int | None
                             if extra:
                                 state.extra(file_index, lineno, cfg.key_fmt, row, text)
                             continue
-                    state.row(file_index, lineno, line, row)
+                    n = len(flags)
+                    try:
+                        state.row(file_index, lineno, line, row)
+                    except RecursionError:  # a row orjson accepts (< 1024 levels) but too deep to walk
+                        state.too_deep(lineno, n)
         state.flush_tokens()
     finally:
         if collect:
@@ -261,6 +268,14 @@ class _RowState:
         res.lengths.append(len(text))
         res.flags.append(f)
         self.extra(file_index, lineno, kf, row, text)
+
+    def too_deep(self, lineno: int, n: int) -> None:
+        res = self.res
+        del res.flags[n:], res.hashes[n:], res.lengths[n:]
+        prob = Problem("$", f"JSON nested too deeply (more than {MAX_DEPTH} levels of arrays/objects)", check="json")
+        res.flags.append(ERR | NOKEY | self.sink.add(lineno, prob))
+        res.hashes.append(0)
+        res.lengths.append(0)
 
     def extra(self, file_index: int, lineno: int, kf: str | None, row: dict, text: str) -> None:
         cfg, ctx, res = self.cfg, self.ctx, self.res

@@ -5,6 +5,12 @@ pay for ``problems``, which lists every violation with the JSON path of the offe
 reduces a flat schema (an object of length-limited strings) to per-field length bounds, so the columnar fast path
 checks whole batches with ``min``/``max`` instead of a call per row. A schema file that
 is not JSON, is not a valid JSON Schema, or refers to remote documents is an ``InputError`` (exit 2).
+
+No network, ever: a ``$schema`` other than the standard drafts, a ``$ref`` / ``$dynamicRef`` / ``$recursiveRef``
+that is not local (``#...``) are errors naming the key and where it is, found before jsonschema-rs sees the schema
+(on a pull request the schema comes from the PR: fetching would be a request forgery from the runner); the
+compiled validator gets a retriever that refuses every URI. Error messages never print a row's string values
+whole (an e-mail address in a wrong-typed field): they are redacted the way the PII check redacts.
 """
 from __future__ import annotations
 
@@ -28,14 +34,21 @@ class RowSchema:
 
         self.schema = schema
         self.source = source
-        _check_schema(schema, source)
-        remote = sorted(set(_remote_refs(schema)))
+        remote = list(_remote_refs(schema))
         if remote:
-            raise InputError(f"schema {source} refers to other documents ({', '.join(remote[:3])})",
-                             "inline them under $defs and refer with '#/$defs/NAME' (no network is used)",
-                             file=source)
+            where, key, value = remote[0]
+            more = f" (and {len(remote) - 1} more)" if len(remote) > 1 else ""
+            if key == "$schema":
+                raise InputError(f"schema {source}: '$schema' at {where} names the meta-schema {value!r}, which is not "
+                                 f"a standard JSON Schema draft{more}; validate-data uses no network",
+                                 "use a standard draft (e.g. https://json-schema.org/draft/2020-12/schema) or leave "
+                                 "$schema out", file=source)
+            raise InputError(f"schema {source}: '{key}' at {where} refers to other documents ({value}){more}; "
+                             "validate-data uses no network",
+                             "inline it under $defs and refer with '#/$defs/NAME'", file=source)
+        _check_schema(schema, source)
         try:
-            self.validator = jsonschema_rs.validator_for(schema)
+            self.validator = jsonschema_rs.validator_for(schema, retriever=_refuse)
         except (jsonschema_rs.ValidationError, jsonschema_rs.ReferencingError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0]
             raise InputError(f"schema {source} cannot be compiled: {first}",
@@ -52,7 +65,8 @@ class RowSchema:
     def problems(self, row: object) -> list[Problem]:
         out = []
         for err in self.validator.iter_errors(row):
-            out.append(Problem(json_path(err.instance_path), f"schema: {err.message}", check="schema"))
+            out.append(Problem(json_path(err.instance_path), f"schema: {redact_message(err.message, err.instance)}",
+                               check="schema"))
         return out or [Problem("$", "schema: row does not match the schema", check="schema")]
 
 
@@ -98,16 +112,44 @@ def flat_string_limits(schema: object, keys: tuple[str, ...]) -> dict[str, tuple
     return limits
 
 
-def _remote_refs(node: object):
+STANDARD_DRAFTS = {f"{scheme}://json-schema.org/{draft}" for scheme in ("http", "https") for draft in (
+    "draft-03/schema", "draft-04/schema", "draft-06/schema", "draft-07/schema", "draft/2019-09/schema",
+    "draft/2020-12/schema")}
+
+
+def _refuse(uri: str):
+    raise ValueError(f"{uri}: validate-data uses no network (inline the document under $defs)")
+
+
+def _remote_refs(node: object, path: tuple = ()):
+    """``(json_path, key, value)`` of every reference that would need another document."""
     if isinstance(node, dict):
         for key, value in node.items():
-            if key in ("$ref", "$dynamicRef") and isinstance(value, str) and not value.startswith("#"):
-                yield value
+            if key in ("$ref", "$dynamicRef", "$recursiveRef") and isinstance(value, str) \
+                    and not value.startswith("#"):
+                yield json_path(path), key, value
+            elif key == "$schema" and isinstance(value, str) and value.rstrip("#") not in STANDARD_DRAFTS:
+                yield json_path(path), key, value
             else:
-                yield from _remote_refs(value)
+                yield from _remote_refs(value, (*path, key))
     elif isinstance(node, list):
-        for item in node:
-            yield from _remote_refs(item)
+        for i, item in enumerate(node):
+            yield from _remote_refs(item, (*path, i))
+
+
+def redact_message(message: str, instance: object) -> str:
+    """A jsonschema error message without the offending value in full."""
+    from llmops.data.checks import redact
+
+    if isinstance(instance, str) and instance:
+        shown = json.dumps(instance, ensure_ascii=False)
+        return message.replace(shown, f'"{redact(instance)}" ({len(instance)} characters)') if shown in message \
+            else message.replace(instance, redact(instance))
+    if isinstance(instance, (dict, list)):
+        for text in (json.dumps(instance, ensure_ascii=False), json.dumps(instance, ensure_ascii=False,
+                                                                          separators=(",", ":"))):
+            message = message.replace(text, "the " + ("object" if isinstance(instance, dict) else "array"))
+    return message
 
 
 def _check_schema(schema: object, source: str) -> None:
@@ -131,11 +173,16 @@ def _check_schema(schema: object, source: str) -> None:
 
 
 def load_schema(path: str | Path) -> RowSchema:
+    from llmops.data.reader import check_regular
+
     path = Path(path)
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         raise InputError(f"schema file not found: {path}", "check the --schema path")
     if path.is_dir():
         raise InputError(f"schema {path} is a directory", "give the path of a .json file")
+    check_regular(path, "schema")  # a FIFO or a device would block or never end
+    if path.stat().st_size > 16 << 20:
+        raise InputError(f"schema {path} is larger than 16 MiB", "a JSON Schema is a small file; check the path")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -145,6 +192,8 @@ def load_schema(path: str | Path) -> RowSchema:
         raise InputError(f"schema file {path} is empty", "write a JSON Schema object into it", file=str(path))
     try:
         schema = json.loads(text)
+    except RecursionError:
+        raise InputError(f"schema {path} is nested too deeply", "flatten it with $defs", file=str(path)) from None
     except json.JSONDecodeError as exc:
         raise InputError(f"schema {path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
                          "fix the JSON syntax (a linter such as `python -m json.tool FILE` points at it)",

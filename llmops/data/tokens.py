@@ -41,7 +41,9 @@ class TokenCounter:
                 {"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["completion"]}]
             if self.templated:
                 return self.tok.apply_chat_template(messages, tokenize=False), True
-            return "\n".join(f"{m['role']}: {m['content']}" for m in messages), False
+            from llmops.data.formats import message_text
+
+            return "\n".join(f"{m['role']}: {message_text(m)}" for m in messages), False
         if fmt == "prompt-completion":
             return row["prompt"] + row["completion"], False
         if fmt == "text":

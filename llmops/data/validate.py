@@ -21,7 +21,16 @@ import orjson
 
 from llmops.data import scan
 from llmops.data.formats import detect_format, require_format
-from llmops.data.reader import BOM, LineBlocks, expand_inputs, open_binary, split_ranges
+from llmops.data.reader import (
+    BOM,
+    MAX_LINE_BYTES,
+    LineBlocks,
+    encoding_error,
+    expand_inputs,
+    open_binary,
+    sniff_encoding,
+    split_ranges,
+)
 from llmops.errors import InputError, LLMOpsError, UsageError
 
 SEVERITIES = ("off", "warning", "error")
@@ -50,6 +59,7 @@ class Options:
     fail_on: str = "error"
     workers: int = 0                  # 0: automatic (2 processes for big plain files)
     keep: int = 50
+    max_line: int = MAX_LINE_BYTES    # longest line read (bytes); longer is an input error naming the line
 
 
 @dataclass
@@ -107,12 +117,28 @@ def _precheck(path: Path) -> None:
         raise InputError(f"{path}: file starts with a UTF-8 byte order mark (BOM)",
                          "save it as UTF-8 without BOM, e.g. sed -i '1s/^\\xEF\\xBB\\xBF//' FILE",
                          file=str(path), line=1)
+    problem = sniff_encoding(head)
+    if problem:
+        raise encoding_error(path, problem)
+    if not head.strip() and _only_whitespace(path):
+        raise InputError(f"input file {path} holds only whitespace (blank lines), no rows",
+                         "add JSON lines to it or remove it from the inputs", file=str(path))
 
 
-def _detect(files: list[Path]) -> tuple[str | None, str]:
+def _only_whitespace(path: Path) -> bool:
+    with open_binary(path) as fh:
+        while True:
+            block = fh.read(1 << 20)
+            if not block:
+                return True
+            if block.strip():
+                return False
+
+
+def _detect(files: list[Path], max_line: int = MAX_LINE_BYTES) -> tuple[str | None, str]:
     seen = 0
     for path in files:
-        for lines in LineBlocks(path):
+        for lines in LineBlocks(path, max_line=max_line):
             for no, line in enumerate(lines, 1):
                 try:
                     row = orjson.loads(line)
@@ -168,7 +194,7 @@ def validate(o: Options) -> Outcome:
     if o.fmt:
         fmt, key_fmt, source = o.fmt, o.fmt, "given"
     else:
-        detected, source = _detect(files)
+        detected, source = _detect(files, o.max_line)
         if detected is None and not o.schema:
             raise UsageError(f"cannot tell the data format: {source}",
                              "pass --format prompt-completion|chat|text, or --schema FILE for your own shape")
@@ -182,7 +208,8 @@ def validate(o: Options) -> Outcome:
         cfg = scan.ScanConfig(
             files=tuple(str(p) for p in files), fmt=fmt, key_fmt=key_fmt, schema=o.schema, empty=o.empty, pii=o.pii,
             eval_files=tuple(str(p) for p in eval_files), ngram=o.ngram, overlap=o.overlap, tokenizer=o.tokenizer,
-            max_tokens=o.max_tokens, near=o.near, near_threshold=o.near_threshold, keep=o.keep, spool_dir=tmpdir)
+            max_tokens=o.max_tokens, near=o.near, near_threshold=o.near_threshold, keep=o.keep, spool_dir=tmpdir,
+            max_line=o.max_line)
         if o.eval_data and o.overlap == "off":
             cfg = replace(cfg, eval_files=())
         scan.context(cfg)  # schema, eval data and tokenizer errors surface here, before any worker starts

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,8 +130,9 @@ def _opt_number(row: dict, key: str, where: str, path: Path, no: int, kind=float
     value = row.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise InputError(f"{where}: '{key}' must be a non-negative number, got {value!r}", file=str(path), line=no)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise InputError(f"{where}: '{key}' must be a non-negative number, got {value!r}",
+                         "write the measured number (NaN and Infinity are not measurements)", file=str(path), line=no)
     return kind(value)
 
 

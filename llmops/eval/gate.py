@@ -65,6 +65,10 @@ class Baseline:
                                                                                                   dict):
             raise InputError(f"{path} is not an evaluate-and-gate verdict (schema {VERDICT_SCHEMA})",
                              "pass the JSON file written by --report of an earlier run", file=str(path))
+        bad = non_finite(doc.get("metrics"), "metrics")
+        if bad:
+            raise InputError(f"baseline verdict {path}: {bad} is not a finite number", "a verdict with NaN or "
+                             "infinite metrics cannot be compared with; rerun the baseline evaluation", file=str(path))
         samples = doc.get("samples") or {}
         ids = [str(i) for i in samples.get("ids") or []]
         stats: dict[str, np.ndarray] = {}
@@ -73,6 +77,9 @@ class Baseline:
                 arr = np.asarray(rows, dtype=float)
             except (TypeError, ValueError):
                 raise InputError(f"{path}: samples.stats.{name} is malformed", file=str(path)) from None
+            if not np.isfinite(arr).all():
+                raise InputError(f"baseline verdict {path}: samples.stats.{name} holds NaN or infinite numbers",
+                                 "rerun the baseline evaluation", file=str(path))
             if arr.ndim == 1:
                 arr = arr.reshape(-1, 1)
             if arr.ndim != 2 or arr.shape[0] != len(ids):
@@ -80,6 +87,18 @@ class Baseline:
                                  f"{len(ids)} ids", file=str(path))
             stats[name] = arr
         return cls(str(path), doc, ids, stats)
+
+
+def non_finite(node: object, where: str) -> str | None:
+    """The first field holding NaN or +-Infinity under ``node`` (Python's JSON reader accepts them), else None."""
+    if isinstance(node, float) and not math.isfinite(node):
+        return where
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        found = non_finite(value, f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}")
+        if found:
+            return found
+    return None
 
 
 def _settings_only(signature: str | None) -> str:

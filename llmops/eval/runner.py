@@ -139,7 +139,7 @@ def write_json(path: str | Path, doc: dict) -> Path:
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    tmp.write_text(gha.scrub(json.dumps(doc, ensure_ascii=False, indent=1)) + "\n", encoding="utf-8")
     tmp.replace(path)
     return path
 

@@ -256,10 +256,10 @@ def _decode_secret(text: str) -> str:
 
 def write_secret_kubeconfig(text: str, directory: str | None = None) -> Path:
     """Write a kubeconfig secret 0600 into the runner temp dir; the caller removes it."""
-    gha.mask(text)
+    from llmops.k8s.kubeconfig import mask_secret
+
+    mask_secret(text)
     content = _decode_secret(text)
-    if content is not text:
-        gha.mask(content)
     folder = directory or os.environ.get("RUNNER_TEMP") or tempfile.gettempdir()
     fd, name = tempfile.mkstemp(prefix="llmops-kubeconfig-", suffix=".yaml", dir=folder)
     try:
@@ -270,9 +270,11 @@ def write_secret_kubeconfig(text: str, directory: str | None = None) -> Path:
     return Path(name)
 
 
-def _load_file(path: Path, context: str | None) -> tuple[Any, str]:
+def _load_file(path: Path, context: str | None, allow_exec: bool = False) -> tuple[Any, str]:
     from kubernetes import config
     from kubernetes.config.config_exception import ConfigException
+
+    from llmops.k8s.kubeconfig import review, tidy_token
 
     label = "the kubeconfig secret" if path.name.startswith("llmops-kubeconfig-") else str(path)
     try:
@@ -289,11 +291,15 @@ def _load_file(path: Path, context: str | None) -> tuple[Any, str]:
     if context and context not in contexts:
         raise UsageError(f"context {context!r} is not in kubeconfig {label}; it has: {', '.join(map(str, contexts))}",
                          "set the context input to one of these")
+    secret = label == "the kubeconfig secret"
+    review(doc, secret=secret, context=context, allow_exec=allow_exec, log=lambda text: gha.annotate("notice", text),
+           label=label if secret else f"kubeconfig {label}")
     try:
         api_client = config.new_client_from_config(config_file=str(path), context=context or None,
                                                    persist_config=False)
     except ConfigException as exc:
         raise InputError(f"kubeconfig {label} cannot be used: {exc}", "check its cluster/user entries") from None
+    tidy_token(api_client.configuration)
     active = context or doc.get("current-context")
     ns = next((c.get("context", {}).get("namespace") for c in doc.get("contexts") or []
                if isinstance(c, dict) and c.get("name") == active), None)
@@ -302,8 +308,11 @@ def _load_file(path: Path, context: str | None) -> tuple[Any, str]:
 
 def connect(*, kubeconfig: str | None = None, kubeconfig_data: str | None = None, context: str | None = None,
             namespace: str | None = None, timeout: float = 30.0, retry_budget: float = DEFAULT_RETRY_BUDGET,
-            temp_dir: str | None = None) -> Kube:
-    """Build a counted, timed client. Raises InputError/UsageError for bad config (nothing is contacted yet)."""
+            temp_dir: str | None = None, allow_exec: bool = False) -> Kube:
+    """Build a counted, timed client. Raises InputError/UsageError for bad config (nothing is contacted yet).
+
+    ``allow_exec``: a kubeconfig secret may run exec / auth-provider commands and read a tokenFile
+    (``llmops.k8s.kubeconfig.review``); a kubeconfig file always may, and its commands are logged."""
     from kubernetes import client, config
     from kubernetes.config.config_exception import ConfigException
 
@@ -334,7 +343,7 @@ def connect(*, kubeconfig: str | None = None, kubeconfig_data: str | None = None
             api_client = client.ApiClient(cfg)
             default_ns = IN_CLUSTER_NS.read_text().strip() if IN_CLUSTER_NS.exists() else ""
         else:
-            api_client, default_ns = _load_file(path, context)
+            api_client, default_ns = _load_file(path, context, allow_exec)
     except BaseException:
         for p in temp:
             p.unlink(missing_ok=True)

@@ -1,16 +1,17 @@
 """Text generators behind the model server: a local transformers model folder, or the deterministic echo fake.
 
-``TransformersGenerator`` serves the folder the train action writes (safetensors + tokenizer + chat template). It
-measures time to first token with a generation streamer (the moment the first new token exists), so TTFT is real
-even though responses are not streamed. ``EchoGenerator`` is a fake for load tests and canary drills without torch:
-it "generates" the prompt's own words back (one word = one token), optionally with a per-token delay.
+Both turn a prompt into token ids (``encode``) and ids back into text (``decode``); generating is the engines' job
+(``llmops.serve.engines``: continuous batching for transformers, one asyncio task per request for echo).
 
-Both are called one request at a time (the server holds a lock around them: batch size 1).
+``TransformersGenerator`` serves the folder the train action writes (safetensors + tokenizer + chat template). An
+empty prompt becomes the tokenizer's BOS token (EOS where there is none, as GPT-2-style tokenizers use it), so it
+generates instead of failing; prompt + max_tokens beyond the context raise ``ContextLengthError``. A file of the
+folder that the server cannot read is named in the error. ``EchoGenerator`` is a fake for load tests and canary
+drills without torch: it "generates" the prompt's (or last user message's) own words back, one word = one token.
 """
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,19 +70,21 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Generation:
-    text: str
-    input_tokens: int
-    output_tokens: int
-    finish_reason: str  # "stop" (end of sequence or a stop string) or "length"
-    ttft_s: float | None  # from the generator call to the first new token; None when nothing was generated
-    generation_s: float  # the whole generator call
+class ContextLengthError(ValueError):
+    """The prompt plus max_tokens does not fit the model's context (OpenAI's ``context_length_exceeded``)."""
 
 
-def apply_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
-    cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
-    return (text[:cut], True) if cut >= 0 else (text, False)
+def check_readable(folder: Path) -> None:
+    """Raise InputError naming the first file of ``folder`` this process cannot read (e.g. mode 0600, other owner)."""
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            try:
+                with open(path, "rb") as fh:
+                    fh.read(1)
+            except OSError as exc:
+                raise InputError(f"cannot read {path}: {exc.strerror or exc}",
+                                 f"make the model folder readable by the server's user (chmod -R a+rX {folder}); "
+                                 "the train action writes its files 0644") from None
 
 
 class EchoGenerator:
@@ -98,40 +101,18 @@ class EchoGenerator:
     def render_chat(self, messages: list[dict[str, str]]) -> str:
         return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
 
-    def complete(self, prompt: str, params: SamplingParams, *, chat_messages: list[dict[str, str]] | None = None
-                 ) -> Generation:
-        start = time.perf_counter()
-        source = prompt
+    def prompt_tokens(self, prompt: str) -> int:
+        return len(prompt.split())
+
+    def answer_words(self, prompt: str, chat_messages: list[dict[str, str]] | None) -> list[str]:
         if chat_messages:
             users = [m["content"] for m in chat_messages if m["role"] == "user"]
-            source = users[-1] if users else ""
-        words = source.split()
-        out = words[: params.max_tokens]
-        ttft = None
-        for i in range(len(out)):
-            if self.token_delay_s:
-                time.sleep(self.token_delay_s)
-            if i == 0:
-                ttft = time.perf_counter() - start
-        text, stopped = apply_stop(" ".join(out), params.stop)
-        finish = "stop" if stopped or len(words) <= params.max_tokens else "length"
-        return Generation(text, len(prompt.split()), len(out), finish, ttft, time.perf_counter() - start)
+            return (users[-1] if users else "").split()
+        return prompt.split()
 
-
-class _FirstTokenTimer:
-    """A transformers streamer that only notes when the first generated token arrives (put #1 is the prompt)."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self.first_at: float | None = None
-
-    def put(self, value: Any) -> None:
-        self.calls += 1
-        if self.calls == 2:
-            self.first_at = time.perf_counter()
-
-    def end(self) -> None:
-        return None
+    @staticmethod
+    def decode(words: list[str]) -> str:
+        return " ".join(words)
 
 
 class TransformersGenerator:
@@ -145,6 +126,7 @@ class TransformersGenerator:
         self.max_context = max_context
         self.model: Any = None
         self.tokenizer: Any = None
+        self.eos_ids: set[int] = set()
 
     def load(self) -> None:
         if not self.model_dir.is_dir():
@@ -153,6 +135,7 @@ class TransformersGenerator:
         if not (self.model_dir / "config.json").is_file():
             raise InputError(f"{self.model_dir} has no config.json: not a transformers model folder",
                              "pass the folder that holds config.json, *.safetensors and the tokenizer files")
+        check_readable(self.model_dir)
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -167,41 +150,35 @@ class TransformersGenerator:
                              "check the folder has the model weights and tokenizer files") from None
         self.model = model.to(device).eval()
         self.device = device
+        eos = self.model.generation_config.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        if self.tokenizer.eos_token_id is not None:
+            self.eos_ids.add(self.tokenizer.eos_token_id)
+
+    @property
+    def context_limit(self) -> int | None:
+        return self.max_context or getattr(self.model.config, "max_position_embeddings", None)
 
     def render_chat(self, messages: list[dict[str, str]]) -> str:
         if not getattr(self.tokenizer, "chat_template", None):
             raise ValueError("this model's tokenizer has no chat template; use /v1/completions")
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
-    def complete(self, prompt: str, params: SamplingParams, *, chat_messages: list[dict[str, str]] | None = None
-                 ) -> Generation:
-        import torch
+    def encode(self, prompt: str, max_tokens: int, *, chat: bool) -> list[int]:
+        """Token ids of a prompt (a rendered chat template already holds its special tokens)."""
+        ids = list(self.tokenizer(prompt, add_special_tokens=not chat)["input_ids"])
+        if not ids:  # neither tokenizer family adds BOS to "": start from BOS (GPT-2 style: EOS) like llama.cpp
+            start = self.tokenizer.bos_token_id
+            start = self.tokenizer.eos_token_id if start is None else start
+            if start is None:
+                raise ValueError("the prompt is empty and this tokenizer has no BOS/EOS token to start from")
+            ids = [int(start)]
+        limit = self.context_limit
+        if limit and len(ids) + max_tokens > limit:
+            raise ContextLengthError(f"this model's maximum context length is {limit} tokens, but the prompt has "
+                                     f"{len(ids)} tokens and max_tokens is {max_tokens}; shorten the prompt or "
+                                     "lower max_tokens")
+        return ids
 
-        start = time.perf_counter()
-        enc = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=chat_messages is None)
-        input_ids = enc["input_ids"].to(self.device)
-        n_in = int(input_ids.shape[1])
-        limit = self.max_context or getattr(self.model.config, "max_position_embeddings", None)
-        if limit and n_in + params.max_tokens > limit:
-            raise ValueError(f"prompt ({n_in} tokens) + max_tokens ({params.max_tokens}) exceeds the model's "
-                             f"context of {limit} tokens")
-        timer = _FirstTokenTimer()
-        kwargs: dict[str, Any] = {"max_new_tokens": params.max_tokens, "min_new_tokens": 0, "streamer": timer,
-                                  "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id}
-        if params.temperature > 0:
-            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
-            if params.seed is not None:
-                torch.manual_seed(params.seed)
-        else:
-            kwargs.update(do_sample=False)
-        with torch.inference_mode():
-            out = self.model.generate(input_ids=input_ids, attention_mask=enc["attention_mask"].to(self.device),
-                                      **kwargs)
-        new_ids = out[0, n_in:].tolist()
-        eos = self.model.generation_config.eos_token_id
-        eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
-        ended = bool(new_ids) and new_ids[-1] in eos_ids
-        text, stopped = apply_stop(self.tokenizer.decode(new_ids, skip_special_tokens=True), params.stop)
-        elapsed = time.perf_counter() - start
-        ttft = (timer.first_at - start) if timer.first_at is not None else None
-        return Generation(text, n_in, len(new_ids), "stop" if ended or stopped else "length", ttft, elapsed)
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)

@@ -1,8 +1,10 @@
-"""The OpenAI-compatible request and response shapes the server speaks (non-streaming completions and chat).
+"""The OpenAI-compatible request and response shapes the server speaks: completions and chat, whole or streamed.
 
-``parse_completion`` / ``parse_chat`` turn a JSON body into prompts + ``SamplingParams`` or raise ``BadRequest``
-(answered 400 in OpenAI's error shape, naming the offending field). ``completion_response`` / ``chat_response``
-build the bodies, with ``usage`` token counts and the served ``model`` name.
+``parse_completion`` / ``parse_chat`` turn a JSON body into prompts + ``SamplingParams`` (+ ``n``, ``stream``) or
+raise ``BadRequest`` (answered in OpenAI's error shape, naming the offending field). ``completion_response`` /
+``chat_response`` build whole bodies; ``completion_chunk`` / ``chat_chunk`` / ``usage_chunk`` the server-sent events
+of a stream (``data: {...}`` lines ending with ``data: [DONE]``, as the ``openai`` client reads them). ``usage``
+counts the prompt tokens and only the completion tokens that were returned.
 """
 from __future__ import annotations
 
@@ -11,9 +13,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from llmops.serve.generators import Generation, SamplingParams
+from llmops.serve.generators import SamplingParams
 
 MAX_TOKENS_LIMIT = 4096
+MAX_N = 16
+MAX_CHOICES = 64
 ROLES = ("system", "user", "assistant", "tool", "developer")
 
 
@@ -37,6 +41,9 @@ class ParsedRequest:
     prompts: list[str]  # completions: one or more prompts; chat: empty (messages instead)
     messages: list[dict[str, str]] | None
     params: SamplingParams
+    n: int = 1
+    stream: bool = False
+    include_usage: bool = False  # stream_options.include_usage: a last chunk with the usage
 
 
 def _int(body: dict, key: str, default: int, lo: int, hi: int) -> int:
@@ -57,10 +64,23 @@ def _float(body: dict, key: str, default: float, lo: float, hi: float) -> float:
     return float(value)
 
 
+def _stream(body: dict) -> tuple[bool, bool]:
+    stream = body.get("stream", False)
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise BadRequest(f"'stream' must be true or false, got {stream!r}", "stream")
+    options = body.get("stream_options")
+    if options is None:
+        return stream, False
+    if not stream:
+        raise BadRequest("'stream_options' is only allowed with \"stream\": true", "stream_options")
+    if not isinstance(options, dict) or not isinstance(options.get("include_usage", False), bool):
+        raise BadRequest("'stream_options' must be an object like {\"include_usage\": true}", "stream_options")
+    return stream, bool(options.get("include_usage"))
+
+
 def _params(body: dict, default_max_tokens: int) -> SamplingParams:
-    if body.get("stream"):
-        raise BadRequest("streaming is not supported by this server; send \"stream\": false", "stream")
-    _int(body, "n", 1, 1, 1)  # one choice per prompt only
     stop = body.get("stop")
     if stop is None:
         stops: tuple[str, ...] = ()
@@ -101,7 +121,17 @@ def parse_completion(body: Any, default_max_tokens: int = 16) -> ParsedRequest:
         prompts = list(prompt)
     else:
         raise BadRequest("'prompt' must be a string or a list of 1 to 16 strings", "prompt")
-    return ParsedRequest(_model(body), prompts, None, _params(body, default_max_tokens))
+    return _request(body, prompts, None, default_max_tokens)
+
+
+def _request(body: dict, prompts: list[str], messages: list[dict[str, str]] | None,
+             default_max_tokens: int) -> ParsedRequest:
+    params = _params(body, default_max_tokens)
+    n = _int(body, "n", 1, 1, MAX_N)
+    if n * max(1, len(prompts)) > MAX_CHOICES:
+        raise BadRequest(f"prompts x n must be at most {MAX_CHOICES}, got {n * len(prompts)}", "n")
+    stream, include_usage = _stream(body)
+    return ParsedRequest(_model(body), prompts, messages, params, n, stream, include_usage)
 
 
 def _content(value: Any, i: int) -> str:
@@ -127,29 +157,58 @@ def parse_chat(body: Any, default_max_tokens: int = 16) -> ParsedRequest:
         if not isinstance(msg, dict) or msg.get("role") not in ROLES:
             raise BadRequest(f"messages[{i}].role must be one of {', '.join(ROLES)}", f"messages[{i}].role")
         messages.append({"role": msg["role"], "content": _content(msg.get("content"), i)})
-    return ParsedRequest(_model(body), [], messages, _params(body, default_max_tokens))
+    return _request(body, [], messages, default_max_tokens)
 
 
-def _usage(gens: list[Generation]) -> dict[str, int]:
-    prompt = sum(g.input_tokens for g in gens)
-    completion = sum(g.output_tokens for g in gens)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+@dataclass(frozen=True)
+class Output:
+    """One finished choice as the response shows it."""
+
+    text: str
+    finish_reason: str
+    completion_tokens: int
 
 
-def completion_response(model: str, gens: list[Generation]) -> dict[str, Any]:
+def usage(prompt_tokens: int, outputs: list[Output]) -> dict[str, int]:
+    completion = sum(o.completion_tokens for o in outputs)
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion, "total_tokens": prompt_tokens + completion}
+
+
+def new_id(kind: str) -> str:
+    return f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex}"
+
+
+def completion_response(model: str, prompt_tokens: int, outputs: list[Output]) -> dict[str, Any]:
     return {
-        "id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()), "model": model,
-        "choices": [{"index": i, "text": g.text, "logprobs": None, "finish_reason": g.finish_reason}
-                    for i, g in enumerate(gens)],
-        "usage": _usage(gens),
+        "id": new_id("completions"), "object": "text_completion", "created": int(time.time()), "model": model,
+        "choices": [{"index": i, "text": o.text, "logprobs": None, "finish_reason": o.finish_reason}
+                    for i, o in enumerate(outputs)],
+        "usage": usage(prompt_tokens, outputs),
     }
 
 
-def chat_response(model: str, gen: Generation) -> dict[str, Any]:
+def chat_response(model: str, prompt_tokens: int, outputs: list[Output]) -> dict[str, Any]:
     return {
-        "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-        "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": gen.text},
-                     "finish_reason": gen.finish_reason}],
-        "usage": _usage([gen]),
+        "id": new_id("chat"), "object": "chat.completion", "created": int(time.time()), "model": model,
+        "choices": [{"index": i, "message": {"role": "assistant", "content": o.text}, "logprobs": None,
+                     "finish_reason": o.finish_reason} for i, o in enumerate(outputs)],
+        "usage": usage(prompt_tokens, outputs),
     }
+
+
+def completion_chunk(rid: str, created: int, model: str, index: int, text: str,
+                     finish_reason: str | None = None) -> dict[str, Any]:
+    return {"id": rid, "object": "text_completion", "created": created, "model": model,
+            "choices": [{"index": index, "text": text, "logprobs": None, "finish_reason": finish_reason}]}
+
+
+def chat_chunk(rid: str, created: int, model: str, index: int, delta: dict[str, str],
+               finish_reason: str | None = None) -> dict[str, Any]:
+    return {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]}
+
+
+def usage_chunk(kind: str, rid: str, created: int, model: str, prompt_tokens: int,
+                outputs: list[Output]) -> dict[str, Any]:
+    return {"id": rid, "object": "chat.completion.chunk" if kind == "chat" else "text_completion",
+            "created": created, "model": model, "choices": [], "usage": usage(prompt_tokens, outputs)}

@@ -4,6 +4,7 @@ checks that need more than one flag. The seed pipeline's ``--model_name``/``--da
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from llmops import gha
@@ -122,6 +123,13 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
                          "commit the config (e.g. configs/accelerate/deepspeed-zero2.yaml) and give its path")
     if Path(args.output_dir).name in ("", ".", ".."):
         raise UsageError(f"output-dir must name a new folder, got {args.output_dir!r}", "e.g. models/<git sha>")
+    from llmops.paths import workspace_path
+
+    for flag in ("output_dir", "checkpoint_dir"):  # ../../x is refused; an absolute path is a choice, and noted
+        if getattr(args, flag):
+            where, outside = workspace_path(getattr(args, flag), flag.replace("_", "-"))
+            if outside and os.environ.get("RANK", "0") in ("", "0"):
+                gha.annotate("notice", f"{flag.replace('_', '-')} is outside the workspace: writing to {where}")
     return args
 
 

@@ -23,7 +23,7 @@ from functools import partial
 from itertools import islice
 from pathlib import Path
 
-from llmops import gha
+from llmops import gha, paths
 from llmops.errors import CheckFailed, UsageError
 from llmops.train import checkpoints, config, data, metadata, modeling, packing, report
 
@@ -216,6 +216,8 @@ def run_training(args) -> int:
     if out.exists() and not args.overwrite:
         raise UsageError(f"output-dir {out} already exists", "train into a new folder (e.g. models/<git sha>) or set "
                          "overwrite: true")
+    if os.environ.get("RANK", "0") in ("", "0"):  # never delete a <output>.partial this action did not create
+        paths.claim_partial(part, args.overwrite)
     # Everything a user can get wrong is checked before torch loads.
     modeling.check_source(args.model_name)
     tok_name = args.tokenizer or args.model_name
@@ -270,8 +272,7 @@ def run_training(args) -> int:
         if acc.is_main_process:
             gha.annotate("notice", f"resumed from {resume_from} at step {trainer.step} of {trainer.total}")
     if acc.is_main_process:
-        shutil.rmtree(part, ignore_errors=True)
-        part.mkdir(parents=True)
+        paths.fresh_partial(part)
     acc.wait_for_everyone()
     log = report.JsonLog(part / report.LOG_FILE if acc.is_main_process else None, history)
     if acc.is_main_process:
@@ -307,10 +308,12 @@ def run_training(args) -> int:
             "libraries": metadata.library_versions(), "hardware": hardware,
             "resumed_from": str(resume_from) if resume_from else None,
         }
+        (part / paths.PARTIAL_MARK).unlink(missing_ok=True)
         metadata.write_model_metadata(part, meta)
         if out.exists():
             shutil.rmtree(out)
         part.rename(out)
+        print(f"model written to {out.resolve()}", flush=True)
         report.summary(meta, log.records, str(out)).write()
         gha.set_outputs(report.outputs(meta, str(out)))
     acc.wait_for_everyone()

@@ -126,4 +126,7 @@ def save_final(accelerator, model, tokenizer, out: Path, *, lora: bool, merge: b
         else:
             unwrapped.save_pretrained(out, safe_serialization=True)
         tokenizer.save_pretrained(out)
+        for path in out.rglob("*"):  # weights are saved 0600: a server running as another user must read them
+            if path.is_file():
+                path.chmod(0o644)
     return kind

@@ -45,7 +45,8 @@ def test_deployments_select_their_pods_and_probe_a_named_port():
             assert c["image"] and ":" in c["image"] and not c["image"].endswith(":latest"), path
             for probe in ("readinessProbe", "startupProbe", "livenessProbe"):
                 if probe in c:
-                    assert c[probe]["httpGet"]["port"] in ports, (path, probe)
+                    action = c[probe].get("httpGet") or c[probe].get("tcpSocket")
+                    assert action and action["port"] in ports, (path, probe)
             env = {e["name"] for e in c.get("env", [])}
             assert "MODEL_VERSION" in env, path  # what kubectl-promote / canary-step change (with MODEL_URI)
             used = set(re.findall(r"\$\(([A-Z_]+)\)", " ".join(c.get("args", []) + c.get("command", []))))

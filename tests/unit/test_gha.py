@@ -88,3 +88,18 @@ def test_parse_number_bounds():
     assert gha.parse_number("alpha", "0.05", minimum=0, maximum=1) == 0.05
     with pytest.raises(UsageError, match="<= 1"):
         gha.parse_number("alpha", "2", maximum=1)
+
+
+def test_masked_values_are_scrubbed_from_outputs_and_summaries(tmp_path, monkeypatch, capsys):
+    out, summary = tmp_path / "out", tmp_path / "summary"
+    monkeypatch.setenv("GITHUB_OUTPUT", str(out))
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    monkeypatch.setattr(gha, "_SECRETS", set())
+    gha.mask("tok-0123456789")
+    gha.mask("pass")  # too short to scrub from files: it is also a word ("result pass")
+    gha.set_output("reason", "server said: bad token tok-0123456789")
+    gha.set_output("result", "pass")
+    gha.Summary().text("echoed tok-0123456789").write()
+    gha.error("denied for tok-0123456789")
+    text = out.read_text() + summary.read_text() + capsys.readouterr().out.replace("::add-mask::tok-0123456789", "")
+    assert "tok-0123456789" not in text and "bad token ***" in text and "\npass\n" in out.read_text()

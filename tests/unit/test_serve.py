@@ -5,6 +5,7 @@ import io
 import json
 import shutil
 import threading
+from pathlib import Path
 
 import pytest
 import requests
@@ -112,9 +113,10 @@ def test_health_and_metrics_show_what_was_served(tiny_server):
 @pytest.mark.parametrize("path, payload, status, param", [
     ("/v1/completions", {"prompt": 3}, 400, "prompt"),
     ("/v1/completions", {"prompt": "x", "max_tokens": 0}, 400, "max_tokens"),
-    ("/v1/completions", {"prompt": "x", "stream": True}, 400, "stream"),
+    ("/v1/completions", {"prompt": "x", "stream": "yes"}, 400, "stream"),
+    ("/v1/completions", {"prompt": "x", "n": 17}, 400, "n"),
     ("/v1/completions", {"prompt": "x", "model": "gpt-4"}, 404, "model"),
-    ("/v1/completions", {"prompt": "x", "max_tokens": 4000}, 400, None),  # beyond the tiny model's context
+    ("/v1/completions", {"prompt": "x", "max_tokens": 4000}, 400, "prompt"),  # beyond the tiny model's context
     ("/v1/chat/completions", {"messages": [{"role": "robot", "content": "x"}]}, 400, "messages[0].role"),
 ])
 def test_bad_requests_get_openai_errors_and_count_as_invalid(tiny_server, path, payload, status, param):
@@ -175,11 +177,29 @@ def test_failed_load_is_reported_by_health_and_wait_ready(tmp_path):
 
 
 def test_echo_generator_is_deterministic_and_counts_words():
-    gen = EchoGenerator()
-    out = gen.complete("one two three four", SamplingParams(max_tokens=2))
-    assert (out.text, out.input_tokens, out.output_tokens, out.finish_reason) == ("one two", 4, 2, "length")
-    out = gen.complete("a b STOP c", SamplingParams(max_tokens=10, stop=("STOP",)))
-    assert out.text == "a b " and out.finish_reason == "stop"
+    with _server(EchoGenerator(), "v-echo") as server:
+        server.wait_ready(30)
+        out = requests.post(server.url + "/v1/completions", json={"prompt": "one two three four", "max_tokens": 2},
+                            timeout=T).json()
+        assert (out["choices"][0]["text"], out["choices"][0]["finish_reason"]) == ("one two", "length")
+        assert out["usage"] == {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6}
+        out = requests.post(server.url + "/v1/completions", timeout=T,
+                            json={"prompt": "a b STOP c", "max_tokens": 10, "stop": "STOP"}).json()
+        assert out["choices"][0]["text"] == "a b " and out["choices"][0]["finish_reason"] == "stop"
+
+
+def test_text_tracker_holds_back_a_possible_stop_and_never_counts_eos():
+    from llmops.serve.engines import TextTracker
+
+    tracker = TextTracker(SamplingParams(max_tokens=10, stop=("END",)), "".join)
+    sent = [tracker.push(t) for t in ("ab", "cE", "N")]
+    assert sent == ["ab", "c", ""]  # "E", then "EN", could start "END": held back
+    assert tracker.push("x") == "ENx"  # it did not
+    assert tracker.eos() == "" and (tracker.text, tracker.output_tokens, tracker.finish_reason) == ("abcENx", 4,
+                                                                                                   "stop")
+    tracker = TextTracker(SamplingParams(max_tokens=10, stop=("END",)), "".join)
+    assert [tracker.push(t) for t in ("ab", "cE", "NDzz")] == ["ab", "c", ""]
+    assert (tracker.text, tracker.output_tokens) == ("abc", 2)  # the token that only held the stop is not counted
 
 
 def test_injected_errors_follow_the_seed_and_count_as_errors():
@@ -240,7 +260,7 @@ def test_costs_follow_the_price_table():
 # ------------------------------------------------------------------ scripts/serve.py
 
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _serve_cmd(*args: str):
@@ -297,3 +317,35 @@ def test_a_server_that_never_started_stops_cleanly():
     server.stop()
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{server.port}/health", timeout=5)
+
+
+def test_model_files_are_readable_by_others_and_an_unreadable_one_is_named(tiny_model_dir):
+    import os
+    import stat
+    import subprocess
+    import sys
+    import tempfile
+
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tiny_model_dir.iterdir() if p.is_file()}
+    assert modes and set(modes.values()) == {0o644}, modes  # what build_tiny_model / the train action write
+    shared = Path(tempfile.mkdtemp(prefix="llmops-store-"))  # a shared model store another user can traverse
+    shared.chmod(0o755)
+    folder = shared / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    folder.chmod(0o755)
+    weights = folder / "model.safetensors"
+    weights.chmod(0o600)  # what save_pretrained leaves behind without the fix
+    probe = ("import os, sys; from llmops.errors import InputError; from llmops.serve.generators import "
+             "TransformersGenerator\n"
+             "if os.geteuid() == 0: os.setgid(65534); os.setuid(65534)  # root reads anything: be another user\n"
+             "try: TransformersGenerator(sys.argv[1]).load()\n"
+             "except InputError as e: print(e.message, '|', e.hint)")
+    if os.geteuid() != 0:
+        weights.chmod(0)
+    try:
+        out = subprocess.run([sys.executable, "-c", probe, str(folder)], capture_output=True, text=True,
+                             timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    finally:
+        shutil.rmtree(shared)
+    assert f"cannot read {weights}: Permission denied" in out.stdout, out.stdout + out.stderr
+    assert "chmod -R a+rX" in out.stdout

@@ -1,0 +1,48 @@
+"""Keeping secrets out of every record: credentials in URLs, secret values echoed back by servers.
+
+- ``split_url(url)``: ``(url without user:password@, (user, password) or None)``; the clean URL is the only one
+  that is stored, printed, or put in a report; the credentials travel as HTTP basic auth.
+- ``redact_url(url)``: the same URL with its credentials removed, for messages.
+- ``url_secrets(url)``: the password (and an opaque user name) of a URL, for the runner's masking.
+- ``scrub(text, secrets)``: ``text`` with every secret value replaced by ``***`` (a hostile or careless server
+  that echoes the API key back in an error body must not get it into a log or a report).
+"""
+from __future__ import annotations
+
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+
+def split_url(url: str) -> tuple[str, tuple[str, str] | None]:
+    text = str(url or "")
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return text, None
+    if "@" not in parts.netloc:
+        return text, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    clean = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return clean, (unquote(user), unquote(password))
+
+
+def redact_url(url: str) -> str:
+    return split_url(url)[0]
+
+
+def url_secrets(url: str) -> list[str]:
+    _, creds = split_url(url)
+    if creds is None:
+        return []
+    user, password = creds
+    raw_userinfo = urlsplit(str(url)).netloc.rpartition("@")[0]
+    out = [v for v in (password, raw_userinfo.partition(":")[2]) if v]
+    if not password and user:  # a token passed as the user name (https://TOKEN@host)
+        out += [user, raw_userinfo]
+    return sorted(set(out), key=len, reverse=True)
+
+
+def scrub(text: str, secrets) -> str:
+    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
