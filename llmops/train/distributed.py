@@ -52,15 +52,28 @@ class GlobalBatches:
             yield [chunk[j:j + self.micro][lo:lo + self.batch_size] for j in range(0, len(chunk), self.micro)]
 
 
+def check_cpu_mode(env: dict) -> None:
+    """The launch asked for a mode that cannot run on CPU: say so instead of accelerate's silent DDP fallback."""
+    if not _flag(env, "ACCELERATE_USE_CPU"):
+        return
+    if _flag(env, "ACCELERATE_USE_DEEPSPEED"):
+        raise UsageError("DeepSpeed does not run on CPU (accelerate would silently train with plain DDP instead)",
+                         "on CPU use the generated config or FSDP with fsdp_version: 2; DeepSpeed needs GPUs")
+    if _flag(env, "ACCELERATE_USE_FSDP") and env.get("FSDP_VERSION", "1") != "2":
+        raise UsageError("FSDP version 1 does not run on CPU", "set fsdp_version: 2 in the accelerate config's "
+                         "fsdp_config (torch's fully_shard runs over gloo), or train on GPUs")
+
+
+def _flag(env: dict, name: str) -> bool:
+    return env.get(name, "").strip().lower() in ("1", "true", "yes")
+
+
 def _fsdp_on_cpu(accelerator) -> None:
     import torch
     from accelerate import PartialState
     from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 
     plugin = FullyShardedDataParallelPlugin()  # reads the FSDP_* settings accelerate launch exported
-    if plugin.fsdp_version != 2:
-        raise UsageError("FSDP version 1 does not run on CPU", "set fsdp_version: 2 in the accelerate config's "
-                         "fsdp_config (torch's fully_shard runs over gloo), or train on GPUs")
     if accelerator.mixed_precision != "no":
         plugin.set_mixed_precision(accelerator.mixed_precision)
     if not hasattr(torch.distributed.fsdp, "fully_shard"):
@@ -74,6 +87,7 @@ def make_accelerator(args):
     from accelerate import Accelerator
     from accelerate.utils import DistributedType, InitProcessGroupKwargs
 
+    check_cpu_mode(dict(os.environ))
     try:
         acc = Accelerator(mixed_precision=args.mixed_precision,
                           gradient_accumulation_steps=args.gradient_accumulation_steps,
@@ -81,8 +95,7 @@ def make_accelerator(args):
     except (ValueError, RuntimeError) as exc:
         raise UsageError(f"accelerate could not start with mixed-precision {args.mixed_precision}: {exc}",
                          "use bf16 on Ampere or newer GPUs, fp16 on older GPUs, no on CPU") from None
-    fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
-    if fsdp and acc.distributed_type == DistributedType.MULTI_CPU:
+    if _flag(os.environ, "ACCELERATE_USE_FSDP") and acc.distributed_type == DistributedType.MULTI_CPU:
         _fsdp_on_cpu(acc)
     if acc.distributed_type == DistributedType.DEEPSPEED:  # no dataloader goes through prepare() to infer it from
         acc.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = args.batch_size
