@@ -109,7 +109,7 @@ def test_a_checkpoint_resumes_at_another_world_size_with_the_same_global_batch(w
 
 def test_a_different_global_batch_cannot_resume_and_says_which_does(work, one):
     root, args = work
-    proc = train(root, *args, *TWO, "--batch-size", "1", "--output_dir", "bad", "--checkpoint-dir",
+    proc = train(root, *args, "--batch-size", "2", "--output_dir", "bad", "--checkpoint-dir",
                  "one.checkpoints", "--resume-from-checkpoint", "one.checkpoints/step-00000008")
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "samples_per_step: checkpoint 4, now 2" in proc.stdout and "= 4 resumes it" in proc.stdout
