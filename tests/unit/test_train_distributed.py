@@ -237,3 +237,28 @@ def test_when_one_machine_s_rank_dies_both_fail_and_no_model_folder_appears(work
     assert not (tmp_path / "machine-0/models/m.partial/llmops-model.json").exists()
     with pytest.raises(InputError, match="did not finish"):
         read_model_metadata(tmp_path / "machine-0/models/m")
+
+
+def test_a_rank_that_hangs_is_given_up_after_the_distributed_timeout(work, tmp_path):
+    _, args = work
+    import psutil
+
+    procs = machines(tmp_path, args, ["--max-steps", "100000", "--checkpoint-steps", "3", "--distributed-timeout",
+                                      "15"])
+    try:
+        deadline = time.monotonic() + 240
+        while not list((tmp_path / "shared/checkpoints").glob("step-*")):
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "training did not start"
+            time.sleep(0.1)
+        workers = [c for c in psutil.Process(procs[1].pid).children(recursive=True)
+                   if "scripts/train.py" in " ".join(c.cmdline()) and "accelerate" not in " ".join(c.cmdline())]
+        workers[0].suspend()  # machine 1's training process stops answering but keeps its connections open
+        stopped = time.monotonic()
+        code = procs[0].wait(timeout=120)
+        took = time.monotonic() - stopped
+    finally:
+        stop(procs)
+    log = (tmp_path / "machine-0.log").read_text()
+    assert code == 3 and 10 < took < 75, log
+    assert "lost contact with another training process" in log
+    assert not (tmp_path / "machine-0/models/m").exists()
