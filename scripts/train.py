@@ -23,7 +23,7 @@ def main(argv=None) -> int:
     args = config.validate(gha.parse_args(parser, argv))
     if args.launch or args.preflight_only:
         return launch.preflight_and_launch(args, __file__, argv)
-    from llmops.train.loop import run_training
+    from llmops.train.run import run_training
 
     if os.environ.get("RANK", "0") not in ("", "0"):
         try:  # the main process reports errors; the others only exit with the code

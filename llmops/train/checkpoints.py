@@ -15,9 +15,11 @@ from llmops.errors import InputError
 
 STATE_FILE = "trainer_state.json"
 _NAME = re.compile(r"step-(\d+)")
-# Settings that fix which batch a step number means; a checkpoint is only resumable when they match.
-RESUME_KEYS = ("dataset_sha256", "num_processes", "batch_size", "gradient_accumulation_steps", "max_seq_length",
-               "packing", "seed", "lora")
+# Settings that fix which rows a step number means; a checkpoint is only resumable when they match. The world
+# size is not one of them: the rows of a step depend on the global batch (samples_per_step = batch-size x
+# processes x gradient-accumulation-steps) only, so 2 processes x batch 2 resume as 1 process x batch 4.
+RESUME_KEYS = ("dataset_sha256", "samples_per_step", "max_seq_length", "packing", "seed", "lora")
+_SPLIT = ("batch_size", "num_processes", "gradient_accumulation_steps")
 
 
 def step_dir(root: Path, step: int) -> Path:
@@ -57,11 +59,20 @@ def read_state(path: Path) -> dict:
 
 
 def check_compatible(path: Path, state: dict, current: dict) -> None:
-    diffs = [f"{k}: checkpoint {state['resume'].get(k)!r}, now {current.get(k)!r}" for k in RESUME_KEYS
-             if state.get("resume", {}).get(k) != current.get(k)]
+    written = dict(state.get("resume", {}))
+    if "samples_per_step" not in written and all(k in written for k in _SPLIT):  # checkpoints of older versions
+        written["samples_per_step"] = written["batch_size"] * written["num_processes"] * \
+            written["gradient_accumulation_steps"]
+    diffs = [f"{k}: checkpoint {written.get(k)!r}, now {current.get(k)!r}" for k in RESUME_KEYS
+             if written.get(k) != current.get(k)]
     if diffs:
+        split = " x ".join(f"{k} {written.get(k)}" for k in _SPLIT)
+        hint = "resume with the same data and settings, or start fresh without resume-from-checkpoint"
+        if any(d.startswith("samples_per_step") for d in diffs):
+            hint = (f"keep the global batch: the checkpoint was written with {split}; any batch-size x processes x "
+                    f"gradient-accumulation-steps = {written.get('samples_per_step')} resumes it")
         raise InputError(f"cannot resume from {path}: the run differs from the one that wrote it ({'; '.join(diffs)})",
-                         "resume with the same data and settings, or start fresh without resume-from-checkpoint")
+                         hint)
 
 
 def save(accelerator, root: Path, step: int, state: dict, keep: int) -> Path:

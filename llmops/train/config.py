@@ -10,6 +10,7 @@ from pathlib import Path
 from llmops import gha
 from llmops.data.formats import FORMATS
 from llmops.errors import UsageError
+from llmops.train.distributed import DEFAULT_TIMEOUT
 from llmops.train.modeling import DTYPES
 
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "polynomial", "inverse_sqrt")
@@ -87,7 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     add("--preflight-only", dest="preflight_only", action="store_true")
     add("--accelerate-config", dest="accelerate_config", help="accelerate config file (DeepSpeed/FSDP/multi-node)")
     add("--num-processes", dest="num_processes", type=_int, help="default: the config's, else one per GPU")
-    add("--main-process-port", dest="main_process_port", type=_int, help="default: a free port")
+    add("--main-process-port", dest="main_process_port", type=_int,
+        help="rendezvous port on the main machine (default: the config's, else a free port on one machine)")
+    add("--num-machines", dest="num_machines", type=_int, help="machines in the run (default: the config's, else 1)")
+    add("--machine-rank", dest="machine_rank", type=_int, help="this machine's rank, 0 = the main machine "
+        "(default: the config's, else 0)")
+    add("--main-process-ip", dest="main_process_ip", help="address of machine rank 0 that every machine reaches "
+        "(needed with several machines)")
+    add("--distributed-timeout", dest="distributed_timeout", type=_int, default=DEFAULT_TIMEOUT,
+        help="seconds a process waits for a peer that stopped answering before every rank fails")
     add("--allow-cpu", dest="allow_cpu", type=lambda t: gha.parse_bool("allow-cpu", t), default=False,
         help="run without GPUs (GPU checks skipped)")
     add("--min-free-gpu-memory", dest="min_free_gpu_memory", type=_float, default=2.0, help="GiB per GPU")
@@ -116,6 +125,13 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
         raise UsageError(f"learning-rate must be positive, got {args.learning_rate}")
     if args.num_processes is not None and args.num_processes < 1:
         raise UsageError(f"num-processes must be at least 1, got {args.num_processes}")
+    if args.num_machines is not None and args.num_machines < 1:
+        raise UsageError(f"num-machines must be at least 1, got {args.num_machines}")
+    if args.machine_rank is not None and not 0 <= args.machine_rank < (args.num_machines or 1):
+        raise UsageError(f"machine-rank must be 0 to num-machines - 1 ({(args.num_machines or 1) - 1}), got "
+                         f"{args.machine_rank}", "give each machine's job its own rank, 0 for the main machine")
+    if args.distributed_timeout < 1:
+        raise UsageError(f"distributed-timeout must be at least 1 second, got {args.distributed_timeout}")
     if args.main_process_port is not None and not 0 < args.main_process_port < 65536:
         raise UsageError(f"main-process-port must be 1-65535, got {args.main_process_port}")
     if args.accelerate_config and not Path(args.accelerate_config).is_file():
@@ -147,5 +163,6 @@ def partial_dir(output_dir: str | Path) -> Path:
 
 def run_config(args: argparse.Namespace) -> dict:
     """The settings recorded in llmops-model.json (launch-only flags left out)."""
-    skip = {"launch", "preflight_only", "preflight", "min_free_gpu_memory", "main_process_port", "overwrite"}
+    skip = {"launch", "preflight_only", "preflight", "min_free_gpu_memory", "main_process_port", "overwrite",
+            "machine_rank", "main_process_ip"}
     return {k: v for k, v in sorted(vars(args).items()) if k not in skip}

@@ -1,77 +1,32 @@
-"""The training run: inputs checked before torch loads, then one accelerate loop for every setup.
+"""The step loop of one training process: token-weighted loss over a window of micro-batches, eval, checkpoints.
 
 Distribution is accelerate's (DDP, multi-node, DeepSpeed, FSDP chosen by ``accelerate launch``); this loop only
-uses the Accelerator API. One optimizer step = ``gradient_accumulation_steps`` micro-batches per process; the loss
-is the sum over every trainable token in that window divided by their count across all processes, so micro-batches
-with few tokens (packing, padding) are not over-weighted. The LR scheduler is stepped here once per optimizer step
-(not by accelerate, which would step it once per process), with the total computed from the per-process dataloader.
-
-Layout: the run trains into ``<output_dir>.partial`` and renames it to ``output_dir`` after the weights, tokenizer,
-log and (last) ``llmops-model.json`` are written, so a crash never leaves a folder that looks complete. Checkpoints
-live in ``<output_dir>.checkpoints`` (or ``--checkpoint-dir``) and survive crashes for ``--resume-from-checkpoint``.
+uses the Accelerator API, and ``distributed.GlobalBatches`` says which rows each process trains on. One optimizer
+step = ``gradient_accumulation_steps`` micro-batches per process; the loss is the sum over every trainable token in
+that window divided by their count across all processes, so micro-batches with few tokens (packing, padding, the
+empty micro-batches of a short last step) are not over-weighted and the loss curve does not depend on the number of
+processes. The LR scheduler is stepped here once per optimizer step (not by accelerate, which would step it once per
+process). The run around it (prepare, resume, train, finish) is ``run.py``.
 """
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import os
-import platform
-import shutil
 import time
-from functools import partial
-from itertools import islice
 from pathlib import Path
 
-from llmops import gha, paths
-from llmops.errors import CheckFailed, UsageError
-from llmops.train import checkpoints, config, data, metadata, modeling, packing, report
-
-
-def _accelerator(args):
-    from accelerate import Accelerator
-
-    try:
-        return Accelerator(mixed_precision=args.mixed_precision,
-                           gradient_accumulation_steps=args.gradient_accumulation_steps)
-    except (ValueError, RuntimeError) as exc:
-        raise UsageError(f"accelerate could not start with mixed-precision {args.mixed_precision}: {exc}",
-                         "use bf16 on Ampere or newer GPUs, fp16 on older GPUs, no on CPU") from None
-
-
-def _peak_memory_mb(accelerator) -> float:
-    import torch
-
-    if torch.cuda.is_available():
-        local = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        import resource
-
-        local = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return float(accelerator.reduce(torch.tensor(local, device=accelerator.device), "max").item())
-
-
-def _hardware(accelerator) -> dict:
-    import torch
-
-    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] \
-        if torch.cuda.is_available() else []
-    return {"device": accelerator.device.type, "num_processes": accelerator.num_processes,
-            "distributed_type": str(accelerator.distributed_type).split(".")[-1], "gpus": gpus,
-            "cpu_count": os.cpu_count(), "hostname": platform.node()}
-
-
-def _dataset_sha(info: data.DatasetInfo) -> str:
-    return hashlib.sha256("".join(f["sha256"] for f in info.files).encode()).hexdigest()
+from llmops.errors import CheckFailed
+from llmops.train import checkpoints, data, report
 
 
 class Trainer:
-    def __init__(self, args, accelerator, model, optimizer, train_dl, sampler, eval_rows, collate, tokenizer):
+    """One optimizer step, the eval pass and the step loop (logging, eval, checkpoints) of one process."""
+
+    def __init__(self, args, accelerator, model, optimizer, train_rows, batches, eval_rows, collate):
         self.args, self.acc, self.model, self.optimizer = args, accelerator, model, optimizer
-        self.dl, self.sampler, self.eval_rows, self.collate, self.tokenizer = train_dl, sampler, eval_rows, collate, \
-            tokenizer
-        ga = args.gradient_accumulation_steps
-        self.steps_per_epoch = math.ceil(len(train_dl) / ga)
+        self.rows, self.batches, self.eval_rows, self.collate = train_rows, batches, eval_rows, collate
+        self.steps_per_epoch = batches.steps_per_epoch
         self.total = args.max_steps or self.steps_per_epoch * args.epochs
         warmup = args.warmup_steps if args.warmup_steps is not None else round(args.warmup_ratio * self.total)
         from transformers import get_scheduler
@@ -83,6 +38,14 @@ class Trainer:
         self.step = 0
         self.tokens_seen = 0
         self.train_seconds = 0.0
+
+    def _batch(self, indices: list[int]) -> dict:
+        """Collated rows on the device; no rows: an empty micro-batch (one row, no labels, zero tokens)."""
+        batch = self.collate([self.rows[i] for i in indices] if indices else self.rows[:1])
+        if not indices:
+            batch["labels"].fill_(data.IGNORE)
+            batch["num_tokens"] = 0
+        return {k: v.to(self.acc.device) if hasattr(v, "to") else v for k, v in batch.items()}
 
     # ------------------------------------------------------------------ one optimizer step
     def _loss_sum(self, batch):
@@ -150,7 +113,6 @@ class Trainer:
         from tqdm.auto import tqdm
 
         args, acc = self.args, self.acc
-        ga = args.gradient_accumulation_steps
         last_loss = next((r["loss"] for r in reversed(log.records) if "loss" in r), None)
         last_eval = next((r["eval_loss"] for r in reversed(log.records) if "eval_loss" in r), None)
         acc_loss = torch.zeros((), device=acc.device)
@@ -161,14 +123,10 @@ class Trainer:
         self.model.train()
         while self.step < self.total:
             epoch = self.step // self.steps_per_epoch
-            self.sampler.set_epoch(epoch)
-            self.dl.set_epoch(epoch)
-            skip = (self.step - epoch * self.steps_per_epoch) * ga
-            batches = iter(acc.skip_first_batches(self.dl, skip) if skip else self.dl)
-            while self.step < self.total:
-                window = list(islice(batches, ga))
-                if not window:
+            for micro in self.batches.steps(epoch, self.step - epoch * self.steps_per_epoch):
+                if self.step >= self.total:
                     break
+                window = [self._batch(indices) for indices in micro]
                 loss_sum, counts, grad_norm, lr = self.train_step(window)
                 self.step += 1
                 bar.update(1)
@@ -207,115 +165,3 @@ class Trainer:
         bar.close()
         self.train_seconds += time.monotonic() - started
         return {"train_loss": last_loss, "eval_loss": last_eval}
-
-
-def run_training(args) -> int:
-    wall_start = time.monotonic()
-    out, part = Path(args.output_dir), config.partial_dir(args.output_dir)
-    ckpt_root = config.checkpoint_root(args)
-    if out.exists() and not args.overwrite:
-        raise UsageError(f"output-dir {out} already exists", "train into a new folder (e.g. models/<git sha>) or set "
-                         "overwrite: true")
-    if os.environ.get("RANK", "0") in ("", "0"):  # never delete a <output>.partial this action did not create
-        paths.claim_partial(part, args.overwrite)
-    # Everything a user can get wrong is checked before torch loads.
-    modeling.check_source(args.model_name)
-    tok_name = args.tokenizer or args.model_name
-    modeling.check_source(tok_name, "tokenizer", need="tokenizer")
-    rows, info = data.read_rows(args.dataset, args.format)
-    eval_rows, eval_info = data.read_rows(args.eval_dataset, info.format, "eval dataset") \
-        if args.eval_dataset else ([], None)
-    resume_from = checkpoints.resolve(args.resume_from_checkpoint, ckpt_root)
-    if args.resume_from_checkpoint == "latest" and resume_from is None and os.environ.get("RANK", "0") in ("", "0"):
-        gha.annotate("notice", f"no checkpoint in {ckpt_root} yet: starting from step 0")
-
-    import torch
-    from accelerate.utils import set_seed
-    from torch.utils.data import DataLoader
-
-    acc = _accelerator(args)
-    set_seed(args.seed)
-    tokenizer = modeling.load_tokenizer(tok_name)
-    samples = data.encode_rows(tokenizer, info.format, rows, args.max_seq_length, args.truncation, info)
-    eval_samples = data.encode_rows(tokenizer, info.format, eval_rows, args.max_seq_length, args.truncation,
-                                    eval_info, "eval dataset") if eval_info else []
-    arrange = partial(packing.pack, capacity=args.max_seq_length) if args.packing else packing.unpacked
-    collate = partial(packing.collate_packed if args.packing else packing.collate_padded,
-                      pad_id=tokenizer.pad_token_id)
-    train_rows = arrange(samples)
-    model = modeling.load_model(args.model_name, args.model_dtype, args.attn_implementation)
-    if args.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.config.use_cache = False
-    if args.lora:
-        model = modeling.apply_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout, args.lora_target_modules)
-    trainable, total_params = modeling.count_parameters(model)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.learning_rate,
-                                  weight_decay=args.weight_decay)
-    sampler = packing.EpochSampler(len(train_rows), args.seed)
-    dl = DataLoader(train_rows, batch_size=args.batch_size, sampler=sampler, collate_fn=collate)
-    model, optimizer, dl = acc.prepare(model, optimizer, dl)
-    trainer = Trainer(args, acc, model, optimizer, dl, sampler, arrange(eval_samples), collate, tokenizer)
-
-    resume_state = {"dataset_sha256": _dataset_sha(info), "num_processes": acc.num_processes,
-                    "batch_size": args.batch_size, "gradient_accumulation_steps": args.gradient_accumulation_steps,
-                    "max_seq_length": args.max_seq_length, "packing": args.packing, "seed": args.seed,
-                    "lora": args.lora}
-    history: list[dict] = []
-    if resume_from is not None:
-        state = checkpoints.read_state(resume_from)
-        checkpoints.check_compatible(resume_from, state, resume_state)
-        acc.load_state(str(resume_from))
-        trainer.step, trainer.tokens_seen = state["step"], state["tokens_seen"]
-        trainer.train_seconds = state.get("train_seconds", 0.0)
-        history = state["log_history"]
-        if acc.is_main_process:
-            gha.annotate("notice", f"resumed from {resume_from} at step {trainer.step} of {trainer.total}")
-    if acc.is_main_process:
-        paths.fresh_partial(part)
-    acc.wait_for_everyone()
-    log = report.JsonLog(part / report.LOG_FILE if acc.is_main_process else None, history)
-    if acc.is_main_process:
-        print(f"training {args.model_name}: {trainable:,} of {total_params:,} parameters trainable, "
-              f"{len(samples)} samples in {len(train_rows)} rows, {trainer.total} steps "
-              f"({trainer.steps_per_epoch}/epoch), {acc.num_processes} process(es) on {acc.device}", flush=True)
-    losses = trainer.run(log, ckpt_root, resume_state)
-
-    acc.wait_for_everyone()
-    weights = modeling.save_final(acc, model, tokenizer, part, lora=args.lora, merge=args.merge_lora)
-    peak = _peak_memory_mb(acc)
-    hardware = _hardware(acc)
-    meta = None
-    if acc.is_main_process:
-        version = args.model_version or metadata.git_sha()
-        if not version:
-            version = "local-" + metadata.now_utc().replace(":", "").replace("-", "")
-            gha.warning(f"no git sha found: model version set to {version} (set model-version to choose one)")
-        run_cfg = config.run_config(args) | {"total_steps": trainer.total, "steps_per_epoch": trainer.steps_per_epoch,
-                                             "warmup_steps": trainer.warmup, "trainable_parameters": trainable,
-                                             "mixed_precision": acc.mixed_precision,
-                                             "num_processes": acc.num_processes,
-                                             "parameters": total_params}
-        meta = {
-            "model_version": version, "base_model": args.model_name, "weights": weights,
-            "created_at": metadata.now_utc(), "format": info.format, "dataset": info.as_dict(),
-            "eval_dataset": eval_info.as_dict() if eval_info else None, "config": run_cfg,
-            "metrics": {**losses, "steps": trainer.step, "epochs": round(trainer.step / trainer.steps_per_epoch, 4),
-                        "tokens_seen": trainer.tokens_seen,
-                        "tokens_per_second": trainer.tokens_seen / max(trainer.train_seconds, 1e-9),
-                        "train_seconds": round(trainer.train_seconds, 3),
-                        "wall_seconds": round(time.monotonic() - wall_start, 3), "peak_memory_mb": round(peak, 1)},
-            "libraries": metadata.library_versions(), "hardware": hardware,
-            "resumed_from": str(resume_from) if resume_from else None,
-        }
-        (part / paths.PARTIAL_MARK).unlink(missing_ok=True)
-        metadata.write_model_metadata(part, meta)
-        if out.exists():
-            shutil.rmtree(out)
-        part.rename(out)
-        print(f"model written to {out.resolve()}", flush=True)
-        report.summary(meta, log.records, str(out)).write()
-        gha.set_outputs(report.outputs(meta, str(out)))
-    acc.wait_for_everyone()
-    acc.end_training()
-    return 0

@@ -18,7 +18,9 @@ Keys (schema_version 1):
     metrics         dict     train_loss, eval_loss (None without eval data), steps, epochs, tokens_seen,
                              tokens_per_second, train_seconds, wall_seconds, peak_memory_mb
     libraries       dict     python, torch, transformers, accelerate, peft, llmops-actions
-    hardware        dict     device, num_processes, gpus [names], cpu_count, hostname
+    hardware        dict     device, num_processes (the world size: all machines' processes), num_machines,
+                             distributed_type (NO, MULTI_CPU, MULTI_GPU, FSDP, DEEPSPEED), gpus [names], cpu_count,
+                             hostname (of machine 0, the only one that writes the folder)
     resumed_from    str|None checkpoint folder the run continued from
 """
 from __future__ import annotations

@@ -45,3 +45,16 @@ def test_documented_defaults_are_the_script_defaults():
 def test_the_action_launches_through_accelerate():
     run = SPEC["runs"]["steps"][1]["run"]
     assert "scripts/train.py" in run and "--launch" in run
+
+
+def test_the_multi_node_template_gives_each_machine_its_rank_and_the_same_rendezvous():
+    wf = yaml.safe_load((ROOT / "workflows-templates/train-multi-node.yml").read_text())
+    job = wf["jobs"]["train"]
+    step = next(s for s in job["steps"] if "train-on-self-hosted-gpu" in s.get("uses", ""))
+    assert set(step["with"]) <= set(SPEC["inputs"]), set(step["with"]) - set(SPEC["inputs"])
+    ranks = job["strategy"]["matrix"]["machine-rank"]
+    assert ranks == list(range(int(step["with"]["num-machines"])))
+    assert step["with"]["machine-rank"] == "${{ matrix.machine-rank }}"
+    assert "${{ matrix.machine-rank }}" in " ".join(job["runs-on"]) and {"self-hosted", "gpu"} <= set(job["runs-on"])
+    assert step["with"]["main-process-ip"] and step["with"]["main-process-port"]
+    assert job["strategy"]["fail-fast"] is True and job["timeout-minutes"]

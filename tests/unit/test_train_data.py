@@ -137,3 +137,23 @@ def test_epoch_order_depends_only_on_seed_and_epoch():
     assert list(s1) != list(s2) and sorted(s2) == list(range(20))
     s1.set_epoch(1)
     assert list(s1) == list(s2)
+
+
+@pytest.mark.parametrize("n, batch, world, accumulation", [(57, 2, 2, 1), (57, 4, 1, 1), (10, 1, 4, 2),
+                                                           (3, 2, 4, 1), (100, 3, 3, 3)])
+def test_global_batches_give_every_row_once_and_the_same_steps_at_any_split(n, batch, world, accumulation):
+    from llmops.train.distributed import GlobalBatches
+
+    def per_step(b, w, a, epoch):
+        ranks = [list(GlobalBatches(packing.EpochSampler(n, 7), b, w, r, a).steps(epoch)) for r in range(w)]
+        assert len({len(steps) for steps in ranks}) == 1
+        for step in zip(*ranks, strict=True):  # every process runs as many micro-batches in a step
+            assert len({len(micro) for micro in step}) == 1
+        return [sorted(i for rank_step in step for micro in rank_step for i in micro) for step in zip(*ranks, strict=True)]
+
+    steps = per_step(batch, world, accumulation, epoch=3)
+    assert sorted(i for s in steps for i in s) == list(range(n))  # every row once, none twice
+    single = per_step(batch * world * accumulation, 1, 1, epoch=3)  # one process with the whole global batch
+    assert steps == single
+    resumed = list(GlobalBatches(packing.EpochSampler(n, 7), batch, world, 0, accumulation).steps(3, start=1))
+    assert resumed == list(GlobalBatches(packing.EpochSampler(n, 7), batch, world, 0, accumulation).steps(3))[1:]

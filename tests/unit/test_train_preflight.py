@@ -124,6 +124,50 @@ def test_launch_command_is_explicit(tmp_path):
     assert cfg["distributed_type"] == "MULTI_GPU" and cfg["num_processes"] == 4 and cfg["mixed_precision"] == "bf16"
 
 
+def _topology(**kw):
+    from llmops.train.config import build_parser, validate
+
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in kw.items()]
+    args = validate(build_parser().parse_args(["--model_name", "m", "--dataset", "d", "--output_dir", "o", *flags]))
+    return launch.topology(args, {})
+
+
+def test_a_gpu_machine_of_a_two_machine_run_gets_an_explicit_multi_node_launch():
+    from types import SimpleNamespace
+
+    unset = SimpleNamespace(num_machines=None, machine_rank=None, num_processes=None, main_process_ip=None,
+                            main_process_port=None)
+    topo = launch.topology(unset, {"num_machines": 2, "machine_rank": 1, "num_processes": 16,
+                                   "main_process_ip": "10.0.0.11", "main_process_port": 29500})
+    assert (topo.per_machine, topo.machines, topo.rank, topo.total) == (8, 2, 1, 16)  # accelerate counts all
+    topo = _topology(num_processes=8, num_machines=2, machine_rank=1, main_process_ip="10.0.0.11",
+                     main_process_port=29500)
+    assert topo.total == 16
+    cfg = launch.generated_config(topo.total, "bf16", topo.port, cpu=False, topo=topo)
+    assert cfg["distributed_type"] == "MULTI_GPU" and cfg["num_processes"] == 16 and cfg["use_cpu"] is False
+    assert (cfg["num_machines"], cfg["machine_rank"], cfg["main_process_ip"]) == (2, 1, "10.0.0.11")
+    cmd, env = launch.build_command("/x/train.py", [], config_file="c.yaml", num_processes=topo.total,
+                                    mixed_precision="bf16", port=topo.port, cpu=False, topo=topo)
+    joined = " ".join(cmd)
+    assert "--num_processes 16 --num_machines 2 --machine_rank 1 --main_process_ip 10.0.0.11" in joined
+    assert "--main_process_port 29500" in joined and env["LLMOPS_NUM_MACHINES"] == "2"
+    assert "ACCELERATE_USE_CPU" not in env and "--cpu" not in cmd
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"num_machines": 2, "machine_rank": 1}, "main-process-ip/main-process-port are not both set"),
+    ({"num_machines": 2, "main_process_ip": "10.0.0.1"}, "main-process-ip/main-process-port are not both set"),
+    ({"num_machines": 2, "machine_rank": 2}, "machine-rank must be 0 to num-machines - 1"),
+    ({"num_machines": 0}, "num-machines must be at least 1"),
+    ({"distributed_timeout": 0}, "distributed-timeout must be at least 1"),
+])
+def test_multi_node_settings_that_cannot_meet_are_usage_errors(kw, message):
+    from llmops.errors import UsageError
+
+    with pytest.raises(UsageError, match=message):
+        _topology(**kw)
+
+
 @pytest.mark.parametrize("codes, launcher_rc, expected", [
     ({0: 2, 1: 2}, 1, 2),      # bad input reported by the training processes, not the launcher's generic 1
     ({0: 0, 1: 1}, 1, 1),
