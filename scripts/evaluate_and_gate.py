@@ -46,7 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--timeout", type=float, default=60.0, help="endpoint: seconds per request")
     gen.add_argument("--retries", type=gha.positive_int, default=3, help="endpoint: retries with backoff")
     gate = p.add_argument_group("gate")
-    gate.add_argument("--alpha", help="significance level of the baseline tests (default 0.05)")
+    gate.add_argument("--alpha", help="family-wise significance level: the chance that a candidate of the "
+                      "baseline's quality fails the gate (default 0.05)")
+    gate.add_argument("--correction", choices=["westfall-young", "holm", "none"], help="how the primary metrics' "
+                      "p values are adjusted together (default westfall-young; none = each metric at alpha)")
+    gate.add_argument("--primary", help="comma list of the metrics that decide (family-wise tested; default: "
+                      "every metric with a paired test)")
+    gate.add_argument("--guard", help="comma list of metrics compared on their own that only warn")
     gate.add_argument("--min-samples", dest="min_samples", help="fewer samples: inconclusive (default 30)")
     gate.add_argument("--on-inconclusive", dest="on_inconclusive", choices=["fail", "pass"],
                       help="exit code policy for an inconclusive result (default fail)")
@@ -68,7 +74,7 @@ def gate_config(args):
     from llmops.eval.metrics import resolve_names
 
     config = build_config(args.thresholds)
-    for key in ("alpha", "min_samples", "on_inconclusive", "bootstrap", "seed"):
+    for key in ("alpha", "min_samples", "on_inconclusive", "bootstrap", "seed", "correction", "primary", "guard"):
         if getattr(args, key) not in (None, ""):
             set_gate_option(config, key, getattr(args, key), f"--{key.replace('_', '-')}")
     for part in [x for x in re.split(r"[,\n]", args.min_effect or "") if x.strip()]:
@@ -133,7 +139,7 @@ def main(argv=None) -> int:
     config = gate_config(args)
     args.seed_value = config.seed
     requested = resolve_names([m for m in (args.metrics or "").split(",")] + config.metrics)
-    requested += [m for m in config.thresholds if m not in requested]
+    requested += [m for m in [*config.thresholds, *config.primary, *config.guard] if m not in requested]
     if not requested:
         raise UsageError("no metrics to compute", "pass --metrics, e.g. accuracy,bleu,rouge")
     backend = make_backend(args)  # flags are checked before any file is read or model loaded

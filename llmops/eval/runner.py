@@ -110,9 +110,12 @@ def build_verdict(*, data: EvalData, gens: Generations, results: dict[str, Metri
                          "min_effect": m.default_min_effect if m.test else None}
         if m.test and name in config.min_effect:
             metrics[name]["min_effect"] = config.min_effect[name]
+    family = [n for n, m in judged.items() if m["role"] == "primary" and (m["baseline"] or {}).get("p_raw")
+              is not None]
     verdict = {
         "schema": VERDICT_SCHEMA,
         "result": result,
+        "checks": checks(judged),
         "on_inconclusive": config.on_inconclusive,
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "tool": {"name": "llmops-actions", "version": __version__},
@@ -122,7 +125,9 @@ def build_verdict(*, data: EvalData, gens: Generations, results: dict[str, Metri
         "seed": config.seed,
         "gate": {"alpha": config.alpha, "min_samples": config.min_samples, "on_inconclusive": config.on_inconclusive,
                  "bootstrap": config.bootstrap, "seed": config.seed, "min_effect": config.min_effect,
-                 "thresholds": {k: v.to_json() for k, v in config.thresholds.items()}, "sources": config.sources},
+                 "thresholds": {k: v.to_json() for k, v in config.thresholds.items()}, "sources": config.sources,
+                 "correction": config.correction, "primary": config.primary, "guard": config.guard,
+                 "family": family, "alpha_means": alpha_means(config, family)},
         "baseline": None if baseline is None else {
             "path": baseline.path, "model_version": (baseline.verdict.get("model") or {}).get("version"),
             "data_hash": (baseline.verdict.get("data") or {}).get("hash"), "result": baseline.verdict.get("result")},
@@ -132,6 +137,34 @@ def build_verdict(*, data: EvalData, gens: Generations, results: dict[str, Metri
                                           if res.stats is not None and res.metric.test}},
     }
     return _clean(verdict)
+
+
+def checks(judged: dict[str, dict]) -> dict[str, str]:
+    """The two kinds of checks apart: absolute thresholds, and the regression tests against the baseline."""
+    thr = [m["threshold_status"] for m in judged.values() if m.get("threshold_status")]
+    reg = [(m["baseline"] or {}).get("status") for m in judged.values()]
+    reg = [s for s in reg if s]
+
+    def overall(statuses: list[str]) -> str:
+        for word in ("fail", "inconclusive", "warn"):
+            if word in statuses:
+                return word
+        return "pass" if statuses else "none"
+    return {"thresholds": overall(thr), "regression": overall(reg)}
+
+
+def alpha_means(config: GateConfig, family: list[str]) -> str:
+    """One sentence: what alpha bounds in this run."""
+    if not family:
+        return (f"alpha {config.alpha:g}: no metric was tested against a baseline in this run; thresholds are "
+                "absolute limits, not tests")
+    if config.correction == "none" and len(family) > 1:
+        return (f"alpha {config.alpha:g} per metric (correction none): a candidate of the baseline's quality fails "
+                f"up to {len(family)} x alpha of the time")
+    return (f"alpha {config.alpha:g} bounds the chance that a candidate of the baseline's quality fails the gate "
+            f"on any of its {len(family)} primary metric{'s' if len(family) > 1 else ''} ({config.correction}"
+            f"{' adjusted' if len(family) > 1 else ''} p values); guard metrics only warn and thresholds are "
+            "absolute limits outside this bound")
 
 
 def write_json(path: str | Path, doc: dict) -> Path:

@@ -1,14 +1,40 @@
-"""Resampling and tests for the gate: bootstrap CIs, paired bootstrap, McNemar (exact binomial when small).
+"""Resampling and tests for the gate: bootstrap CIs, paired bootstrap, McNemar, and the family-wise adjustment.
 
 Resamples are weight matrices ``W`` (B, n): ``W[b, i]`` is how often sample i is drawn in resample b. A metric's
 ``aggregate_weighted(W, stats)`` then gives all B corpus values with one matrix product. Candidate and baseline
-use the *same* W (paired: the same sample indices in every resample).
+use the *same* W (paired: the same sample indices in every resample), and so do all metrics of one run.
 
 One-sided tests, "is the candidate worse?": p is small only when the candidate is worse in the metric's direction.
+
+Family-wise error (``adjust``). A release fails when *any* primary metric regresses, so the gate's ``alpha`` must
+bound the chance that a candidate of equal quality fails on *some* metric, not on each one. Testing K metrics at
+alpha each fails equal systems up to K * alpha of the time (about 12% for the template's six correlated quality
+metrics). Choices, and why the default is the first:
+
+- ``westfall-young`` (default): step-down max-T over the bootstrap draws we already have. For metric k let
+  ``d_k`` be the observed drop (candidate worse by d_k in its direction) and ``s_k`` the bootstrap SD of the
+  paired delta; ``t_k = d_k / s_k``. Under the null the re-centred draws ``t*_k[b] = -(delta*_k[b] -
+  mean_b delta*_k) / s_k`` (sign by direction) come from the *same* resample b for every k, so their joint
+  distribution keeps the metrics' correlation. Sort t descending; the adjusted p of the j-th is
+  ``max_{i<=j} (1 + #{b: max_{l in step i..K} t*_l[b] >= t_(i)}) / (1 + B)``: the chance that the *largest* null
+  statistic among the hypotheses still in play beats the observed one (Westfall & Young 1993, Romano & Wolf 2005).
+  BLEU, chrF and ROUGE move together, so the max over them is barely larger than one of them and the gate loses
+  almost no power, where Bonferroni/Holm pay for K independent tests. With one metric it is the plain test.
+- ``holm``: Holm's step-down on the raw p values. Valid for any dependence, no resampling needed, but it treats
+  correlated metrics as independent and so loses power as K grows.
+- ``none``: each metric at alpha on its own (the gate before family-wise control): equal systems fail up to
+  K * alpha of the time. Kept for comparison (benchmarks/gate.py prints both).
+
+McNemar metrics (exact match, accuracy) join the max-T through the same resampling: their statistic is the
+studentised bootstrap delta of the 0/1 rows, drawn with the same W. Their adjusted p is then
+``max(max-T p, McNemar p)``: never below their own exact test (which matters when few pairs are discordant and the
+bootstrap of a 0/1 mean is coarse). Rejecting a subset of what max-T rejects keeps the family-wise bound.
+Metrics whose draws are all equal (s_k = 0, e.g. identical answers) have t = 0 (or +inf for a constant drop).
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -133,3 +159,67 @@ def mcnemar(cand: np.ndarray, base: np.ndarray) -> Comparison:
         p, test = 0.5 * math.erfc((b - c - 1) / math.sqrt(disc) / math.sqrt(2)), "mcnemar"  # normal upper tail
     cand_v, base_v = (float(cand.mean()), float(base.mean())) if n else (float("nan"), float("nan"))
     return Comparison(test, n, cand_v - base_v, p, cand_v, base_v, discordant=(b, c))
+
+
+CORRECTIONS = ("westfall-young", "holm", "none")
+
+
+def studentized(delta_draws: np.ndarray, observed: float, higher_is_better: bool) -> tuple[float, np.ndarray]:
+    """Observed drop over its bootstrap SD, and the re-centred null draws on the same scale (bad direction > 0)."""
+    sign = 1.0 if higher_is_better else -1.0
+    d = np.asarray(delta_draws, dtype=float)
+    finite = d[np.isfinite(d)]
+    if len(finite) == 0 or not np.isfinite(observed):
+        return 0.0, np.full(len(d), -np.inf)
+    drop, null = -sign * observed, -sign * (d - finite.mean())
+    sd = float(finite.std())
+    if sd <= 1e-12 * max(1.0, abs(float(finite.mean()))):
+        return (math.inf if drop > 0 else 0.0), np.where(np.isfinite(null), 0.0, -np.inf)
+    return drop / sd, np.where(np.isfinite(null), null / sd, -np.inf)
+
+
+def max_t_step_down(t_obs: Sequence[float], t_null: np.ndarray) -> np.ndarray:
+    """Westfall-Young step-down adjusted p of K statistics from their (B, K) joint null draws (see the docstring)."""
+    t = np.asarray(t_obs, dtype=float)
+    null = np.asarray(t_null, dtype=float).reshape(-1, len(t))
+    if len(t) == 0:
+        return np.empty(0)
+    order = np.argsort(-t, kind="stable")
+    tails = np.maximum.accumulate(null[:, order][:, ::-1], axis=1)[:, ::-1]  # max over steps i..K, per resample
+    counts = np.count_nonzero(tails >= t[order][None, :], axis=0)
+    p = np.maximum.accumulate((1.0 + counts) / (1.0 + null.shape[0]))
+    out = np.empty(len(t))
+    out[order] = np.minimum(p, 1.0)
+    return out
+
+
+def holm(p_raw: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjusted p values."""
+    p = np.asarray(p_raw, dtype=float)
+    k = len(p)
+    order = np.argsort(p, kind="stable")
+    stepped = np.maximum.accumulate(np.minimum(1.0, (k - np.arange(k)) * p[order]))
+    out = np.empty(k)
+    out[order] = stepped
+    return out
+
+
+def adjust(method: str, p_raw: Sequence[float], t_obs: Sequence[float] | None = None,
+           t_null: np.ndarray | None = None) -> np.ndarray:
+    """Family-wise adjusted p values by ``method`` (one of CORRECTIONS), never below the raw p.
+
+    ``westfall-young`` needs the studentised statistics ``t_obs`` (K,) and their joint null draws ``t_null``
+    (B, K). The raw p is a floor: for McNemar metrics it is their exact test (see the module docstring).
+    """
+    p_raw = np.asarray(p_raw, dtype=float)
+    if method == "none" or len(p_raw) == 0:
+        out = p_raw.copy()
+    elif method == "holm":
+        out = holm(p_raw)
+    elif method == "westfall-young":
+        if t_obs is None or t_null is None:
+            raise ValueError("westfall-young needs t_obs and t_null")
+        out = max_t_step_down(t_obs, t_null)
+    else:
+        raise ValueError(f"unknown correction {method!r}; use one of {', '.join(CORRECTIONS)}")
+    return np.minimum(np.maximum(out, p_raw), 1.0)

@@ -1,0 +1,145 @@
+"""Benchmark the whole quality gate's error rates: today's per-metric gate beside the family-wise one, in one run.
+
+Setting (issue 19): the pipeline template's default metrics ``exact_match,bleu,chrf,rouge,latency`` (six paired
+tests: exact match by McNemar, BLEU, chrF, ROUGE-1/2/L by paired bootstrap; latency is a threshold), alpha 0.05,
+default minimum effects, 1,000 bootstrap resamples. Each trial draws a fresh baseline system and a fresh candidate
+(independent draws, the same noise model): each row is answered exactly right with probability p, otherwise the
+answer is the reference with about half of its words replaced (a near miss that BLEU/chrF/ROUGE give partial
+credit for). The baseline's verdict goes through a JSON file and ``Baseline.load`` as in production; the
+candidate's metrics are computed once and judged under each correction:
+
+- ``none``: each metric tested on its own at alpha (the gate before issue 19);
+- ``holm``: Holm's step-down on the raw p values;
+- ``westfall-young``: step-down max-T over the shared bootstrap draws (the default).
+
+Printed: the share of trials in which the gate as a whole fails, for equal quality (0.6 vs 0.6, the false-fail
+rate; target <= 5%) and for a regression 0.6 -> 0.5 (power; targets >= 55% at n = 200 and >= 95% at n = 1,000),
+with a 95% Wilson interval.
+
+    OMP_NUM_THREADS=1 python benchmarks/gate.py                 # 400 + 200 trials at n=200, 100 at n=1000
+    python benchmarks/gate.py --quick                           # a smoke run
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+METRICS = "exact_match,bleu,chrf,rouge,latency"
+CORRECTIONS = ("none", "holm", "westfall-young")
+
+
+def make_data(n: int, seed: int):
+    import numpy as np
+
+    from llmops.eval.data import EvalData, Sample
+
+    rng = np.random.default_rng(seed)
+    vocab = [f"w{i}" for i in range(300)]
+    refs = [" ".join(rng.choice(vocab, int(rng.integers(4, 13)))) for _ in range(n)]
+    samples = [Sample(f"r{i}", ref, i + 1, prompt=f"question {i}") for i, ref in enumerate(refs)]
+    return EvalData("bench.jsonl", samples, n, f"sha256:bench-{n}-{seed}"), vocab
+
+
+def answers(data, vocab, p_right: float, rng):
+    """Right with probability p_right, else a near miss: each word replaced with probability 1/2."""
+    from llmops.eval.backends import Generation, Generations
+
+    out = []
+    for s in data.samples:
+        words = s.reference.split()
+        if rng.random() >= p_right:
+            words = [w if rng.random() < 0.5 else str(rng.choice(vocab)) for w in words]
+            if words == s.reference.split():
+                words[-1] = "zz"  # a near miss is never exactly right
+        out.append(Generation(" ".join(words), float(rng.lognormal(-1.5, 0.3)), 10, len(words)))
+    return Generations(out, None, {"backend": "predictions"})
+
+
+def one_trial(n: int, p_base: float, p_cand: float, seed: int, tmp: Path) -> dict[str, str]:
+    import numpy as np
+
+    from llmops.eval.config import GateConfig, build_config
+    from llmops.eval.gate import Baseline, judge
+    from llmops.eval.metrics import resolve_names
+    from llmops.eval.runner import build_run, build_verdict, compute_metrics, write_json
+
+    data, vocab = make_data(n, seed)
+    rng = np.random.default_rng(10_000 + seed)
+    names = resolve_names(METRICS.split(","))
+    config = build_config(["latency_p95<=5"])
+    base_gens = answers(data, vocab, p_base, rng)
+    base_results, skipped = compute_metrics(build_run(data, base_gens, backend="predictions"), names, config)
+    doc = build_verdict(data=data, gens=base_gens, results=base_results, skipped=skipped, config=config,
+                        baseline=None, model={"version": "baseline"})
+    baseline = Baseline.load(write_json(tmp / f"base-{seed}.json", doc))
+    cand_gens = answers(data, vocab, p_cand, rng)
+    results, _ = compute_metrics(build_run(data, cand_gens, backend="predictions"), names, config)
+    ids = [s.id for s in data.samples]
+    out = {}
+    for method in CORRECTIONS:
+        cfg = GateConfig(thresholds=config.thresholds, correction=method)
+        out[method] = judge(results, ids, cfg, baseline)[0]
+    return out
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half / (1 + z * z / n)), min(1.0, centre + half / (1 + z * z / n))
+
+
+def scenario(name: str, n: int, p_base: float, p_cand: float, trials: int, seed0: int) -> dict:
+    fails = dict.fromkeys(CORRECTIONS, 0)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for t in range(trials):
+            for method, result in one_trial(n, p_base, p_cand, seed0 + t, Path(tmp)).items():
+                fails[method] += result == "fail"
+    return {"scenario": name, "n": n, "p_base": p_base, "p_cand": p_cand, "trials": trials, "fails": fails,
+            "seconds": time.perf_counter() - started}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="few trials: a smoke run")
+    parser.add_argument("--null-trials", type=int, default=400)
+    parser.add_argument("--power-trials", type=int, default=200)
+    parser.add_argument("--big-trials", type=int, default=100)
+    parser.add_argument("--json", help="also write the numbers here")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.null_trials, args.power_trials, args.big_trials = 20, 20, 5
+    rows = [scenario("equal quality (false fails)", 200, 0.6, 0.6, args.null_trials, 0),
+            scenario("regression 0.6 -> 0.5 (power)", 200, 0.6, 0.5, args.power_trials, 100_000),
+            scenario("regression 0.6 -> 0.5 (power)", 1000, 0.6, 0.5, args.big_trials, 200_000)]
+    print(f"whole-gate fail rate, metrics {METRICS} (6 paired tests + latency threshold), alpha 0.05")
+    print(f"{'scenario':32} {'n':>5} {'trials':>6} | " + " | ".join(f"{m:>22}" for m in CORRECTIONS) + " | target")
+    targets = {0: "<= 5%", 1: ">= 55%", 2: ">= 95%"}
+    for i, r in enumerate(rows):
+        cells = []
+        for m in CORRECTIONS:
+            k = r["fails"][m]
+            lo, hi = wilson(k, r["trials"])
+            cells.append(f"{k:>4} ({100 * k / r['trials']:5.1f}%) [{100 * lo:4.1f},{100 * hi:5.1f}]")
+        print(f"{r['scenario']:32} {r['n']:>5} {r['trials']:>6} | " + " | ".join(f"{c:>22}" for c in cells)
+              + f" | {targets[i]} ({r['seconds']:.0f} s)")
+    print("cells: fails (rate) [95% Wilson interval]; none = each metric at alpha on its own (the gate before).")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
