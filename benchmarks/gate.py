@@ -16,7 +16,7 @@ Printed: the share of trials in which the gate as a whole fails, for equal quali
 rate; target <= 5%) and for a regression 0.6 -> 0.5 (power; targets >= 55% at n = 200 and >= 95% at n = 1,000),
 with a 95% Wilson interval.
 
-    OMP_NUM_THREADS=1 python benchmarks/gate.py                 # 400 + 200 trials at n=200, 100 at n=1000
+    OMP_NUM_THREADS=1 python benchmarks/gate.py                 # 600 + 300 trials at n=200, 100 at n=1000
     python benchmarks/gate.py --quick                           # a smoke run
 """
 from __future__ import annotations
@@ -58,7 +58,9 @@ def answers(data, vocab, p_right: float, rng):
     for s in data.samples:
         words = s.reference.split()
         if rng.random() >= p_right:
-            words = [w if rng.random() < 0.5 else str(rng.choice(vocab)) for w in words]
+            flips = rng.random(len(words)) < 0.5
+            picks = rng.integers(0, len(vocab), len(words))
+            words = [vocab[j] if f else w for w, f, j in zip(words, flips, picks, strict=True)]
             if words == s.reference.split():
                 words[-1] = "zz"  # a near miss is never exactly right
         out.append(Generation(" ".join(words), float(rng.lognormal(-1.5, 0.3)), 10, len(words)))
@@ -114,8 +116,8 @@ def scenario(name: str, n: int, p_base: float, p_cand: float, trials: int, seed0
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="few trials: a smoke run")
-    parser.add_argument("--null-trials", type=int, default=400)
-    parser.add_argument("--power-trials", type=int, default=200)
+    parser.add_argument("--null-trials", type=int, default=600)
+    parser.add_argument("--power-trials", type=int, default=300)
     parser.add_argument("--big-trials", type=int, default=100)
     parser.add_argument("--json", help="also write the numbers here")
     args = parser.parse_args(argv)

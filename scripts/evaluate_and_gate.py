@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval_data", "--eval-data", dest="eval_data", help="eval JSONL: {prompt, reference} or chat rows")
     p.add_argument("--metrics", default="accuracy,bleu,rouge", help="comma list (default: accuracy,bleu,rouge); "
                    "also exact_match, chrf, rouge1/2/l, perplexity, loss, latency_p50/95/99, tokens_per_s, "
-                   "output_length, cost, hf:<name>")
+                   "output_length, cost, hf:<name>, and the assertions json_valid, json_schema, regex, contains, "
+                   "not_contains, starts_with, tool_call_valid (specs per row or in metric_options)")
     p.add_argument("--thresholds", action="append", help="YAML/JSON file or pairs like accuracy>=0.6,latency_p95<=2")
     p.add_argument("--baseline", help="an earlier verdict JSON (e.g. production's) to compare with, sample by sample")
     p.add_argument("--sample-size", "--sample_size", dest="sample_size", type=gha.positive_int, default=0,

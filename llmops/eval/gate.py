@@ -170,7 +170,11 @@ def _test(p: _Pending) -> Comparison:
     """The metric's own (raw, one-sided) test on the shared samples."""
     assert p.draws is not None
     if p.res.metric.test == "mcnemar":
-        comp = mcnemar(p.cand, p.base)
+        cand, base = p.cand[:, 0], p.base[:, 0]
+        if p.cand.shape[1] == 2:  # (passed, applicable) rows of an assertion: the rows both runs checked
+            both = (p.cand[:, 1] > 0) & (p.base[:, 1] > 0)
+            cand, base = cand[both], base[both]
+        comp = mcnemar(cand, base)
         comp.ci_delta = percentile_ci(p.draws[0] - p.draws[1])
         return comp
     return paired_bootstrap(p.res.metric, p.cand, p.base, draws=p.draws)
@@ -207,6 +211,10 @@ def _finish(p: _Pending, p_adj: float, method: str, family_size: int,
     record["p_adjusted"] = p_adj
     record["correction"] = method if role == "primary" else "none"
     record["family_size"] = family_size if role == "primary" else 1
+    if comp.n < max(config.min_samples, 1):  # an assertion checked on few rows of both runs
+        why = f"only {comp.n} rows checked in both runs (< min_samples {config.min_samples})"
+        return ("warn", [why + " (guard metric: warns only)"], record) if role == "guard" else (
+            "inconclusive", [why], record)
     worse_by = -comp.delta if metric.higher_is_better else comp.delta
     effect = config.min_effect_for(res.name, metric, comp.baseline)
     record["min_effect"] = effect

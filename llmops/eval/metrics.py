@@ -39,6 +39,8 @@ class EvalRun:
     ref_scores: list[tuple[float, int]] | None = None  # (sum of reference NLL, reference tokens) per sample
     prices: dict[str, float] = field(default_factory=dict)  # input_per_1k_tokens, output_per_1k_tokens
     backend: str = ""
+    asserts: list[dict | None] | None = None  # per-row assertions from the eval file (metrics_assert.py)
+    tools: list[list | None] | None = None  # per-row declared OpenAI tools
     cache: dict[str, Any] = field(default_factory=dict)  # shared work between metrics (ROUGE scores all types once)
 
     def __len__(self) -> int:
@@ -128,7 +130,7 @@ def register(cls: type[Metric]) -> type[Metric]:
 
 
 def _ensure_loaded() -> None:
-    from llmops.eval import metrics_system, metrics_text  # noqa: F401 - registers the built-in metrics
+    from llmops.eval import metrics_assert, metrics_system, metrics_text  # noqa: F401 - registers the built-ins
 
 
 def canonical(name: str) -> str:

@@ -34,7 +34,7 @@ def build_run(data: EvalData, gens: Generations, *, ref_scores=None, prices=None
                    predictions=[g.text for g in items], latencies=[g.latency_s for g in items],
                    prompt_tokens=[g.prompt_tokens for g in items], output_tokens=[g.output_tokens for g in items],
                    generation_seconds=gens.seconds, ref_scores=ref_scores, prices=dict(prices or {}),
-                   backend=backend)
+                   backend=backend, asserts=[s.asserts for s in data.samples], tools=[s.tools for s in data.samples])
 
 
 def compute_metrics(run: EvalRun, requested: list[str], config: GateConfig) -> tuple[dict[str, MetricResult],
