@@ -46,6 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--concurrency", type=gha.positive_int, default=8, help="endpoint: requests in flight")
     gen.add_argument("--timeout", type=float, default=60.0, help="endpoint: seconds per request")
     gen.add_argument("--retries", type=gha.positive_int, default=3, help="endpoint: retries with backoff")
+    jud = p.add_argument_group("judge (metrics judge_pairwise, judge_rubric)")
+    jud.add_argument("--judge-endpoint", dest="judge_endpoint", help="OpenAI-compatible base URL of the judge model")
+    jud.add_argument("--judge-model-dir", dest="judge_model_dir", help="or a local model folder as the judge")
+    jud.add_argument("--judge-model", dest="judge_model", default="", help="model name sent to the judge endpoint")
+    jud.add_argument("--judge-prompt", dest="judge_prompt", help="pairwise prompt file with {question}, "
+                     "{reference}, {answer_a}, {answer_b} (default: llmops/eval/judge.py PAIRWISE_PROMPT)")
+    jud.add_argument("--judge-rubric", dest="judge_rubric", help="rubric file for judge_rubric (1-5 scores)")
+    jud.add_argument("--judge-api-key-env", dest="judge_api_key_env", default="OPENAI_API_KEY",
+                     help="environment variable holding the judge endpoint's API key")
     gate = p.add_argument_group("gate")
     gate.add_argument("--alpha", help="family-wise significance level: the chance that a candidate of the "
                       "baseline's quality fails the gate (default 0.05)")
@@ -145,6 +154,11 @@ def main(argv=None) -> int:
         raise UsageError("no metrics to compute", "pass --metrics, e.g. accuracy,bleu,rouge")
     backend = make_backend(args)  # flags are checked before any file is read or model loaded
     baseline = Baseline.load(args.baseline) if args.baseline else None
+    from llmops.eval.judge import JudgeConfig
+
+    judge = JudgeConfig(endpoint=args.judge_endpoint, model_dir=args.judge_model_dir, model=args.judge_model,
+                        prompt_file=args.judge_prompt, rubric_file=args.judge_rubric,
+                        api_key_env=args.judge_api_key_env, concurrency=args.concurrency, timeout=args.timeout)
     data = load_eval_data(args.eval_data, sample_size=args.sample_size, seed=config.seed)
     ref_scores = None
     if backend is None:
@@ -160,7 +174,8 @@ def main(argv=None) -> int:
         model = {"version": info.get("model_version") or info.get("version"), "path": args.model_dir,
                  "endpoint": args.endpoint, "info": info}
         model = {k: v for k, v in model.items() if v}
-    run = build_run(data, gens, ref_scores=ref_scores, prices=config.prices, backend=gens.info["backend"])
+    run = build_run(data, gens, ref_scores=ref_scores, prices=config.prices, backend=gens.info["backend"],
+                    baseline=baseline, judge=judge)
     results, skipped = compute_metrics(run, requested, config)
     verdict = build_verdict(data=data, gens=gens, results=results, skipped=skipped, config=config,
                             baseline=baseline, model=model)

@@ -39,6 +39,7 @@ from llmops.eval.stats import (
     mcnemar,
     paired_bootstrap,
     percentile_ci,
+    sign_test,
     studentized,
 )
 
@@ -62,6 +63,7 @@ class Baseline:
     verdict: dict
     ids: list[str]
     stats: dict[str, np.ndarray]
+    outputs: dict[str, str] | None = None  # the baseline's answers by id (verdicts before this field: None)
 
     @property
     def metrics(self) -> dict:
@@ -95,7 +97,11 @@ class Baseline:
                 raise InputError(f"{path}: samples.stats.{name} has {arr.shape[0] if arr.ndim else 0} rows for "
                                  f"{len(ids)} ids", file=str(path))
             stats[name] = arr
-        return cls(str(path), doc, ids, stats)
+        texts = samples.get("outputs")
+        outputs = None
+        if isinstance(texts, list) and len(texts) == len(ids) and all(isinstance(t, str) for t in texts):
+            outputs = dict(zip(ids, texts, strict=True))
+        return cls(str(path), doc, ids, stats, outputs)
 
 
 def _settings_only(signature: str | None) -> str:
@@ -110,6 +116,8 @@ def judge_threshold(res: MetricResult, config: GateConfig) -> tuple[str, list[st
     thr = config.thresholds.get(res.name)
     if thr is None:
         return "pass", []
+    if res.extra.get("inconclusive"):
+        return "inconclusive", [f"{res.name}: {res.extra['inconclusive']}"]
     if not thr.violated(res.value):
         return "pass", [f"{_fmt(res.value)} meets {thr.text()}"]
     if res.n >= config.min_samples:
@@ -134,8 +142,34 @@ class _Pending:
     comp: Comparison | None = None
 
 
+def _shared(ids: list[str], baseline: Baseline) -> tuple[np.ndarray, np.ndarray]:
+    where = {sid: j for j, sid in enumerate(baseline.ids)}
+    pairs = [(i, where[sid]) for i, sid in enumerate(ids) if sid in where]
+    return (np.fromiter((i for i, _ in pairs), dtype=int, count=len(pairs)),
+            np.fromiter((j for _, j in pairs), dtype=int, count=len(pairs)))
+
+
+def _prepare_sign(res: MetricResult, ids: list[str], config: GateConfig,
+                  baseline: Baseline) -> tuple[str, list[str], dict | None] | _Pending:
+    """A pairwise judgement is already a comparison with the baseline: (win, loss, judged) rows, sign test."""
+    record: dict = {"value": 0.5, "delta": None, "p_value": None, "test": None, "role": config.role(res.name)}
+    if res.stats is None:
+        return "inconclusive", [f"{res.name} has no judgements"], record
+    ci_idx, _ = _shared(ids, baseline)
+    cand = res.stats[ci_idx]
+    record["n_matched"] = int(cand[:, 2].sum())
+    if record["n_matched"] < max(config.min_samples, 1):
+        return "inconclusive", [f"only {record['n_matched']} rows judged against the baseline's answers (< "
+                                f"min_samples {config.min_samples})"], record
+    return _Pending(res, {"value": 0.5}, record, cand, cand)
+
+
 def _prepare(res: MetricResult, ids: list[str], config: GateConfig,
              baseline: Baseline) -> tuple[str, list[str], dict | None] | _Pending:
+    if res.extra.get("inconclusive"):
+        return "inconclusive", [f"{res.name}: {res.extra['inconclusive']}"], {"role": config.role(res.name)}
+    if res.metric.test == "sign":
+        return _prepare_sign(res, ids, config, baseline)
     entry = baseline.metrics.get(res.name)
     if not isinstance(entry, dict) or entry.get("value") is None:
         return "pass", [f"baseline has no {res.name}: not compared"], None
@@ -152,14 +186,11 @@ def _prepare(res: MetricResult, ids: list[str], config: GateConfig,
     if _settings_only(entry.get("signature")) != _settings_only(metric.signature()):
         return "inconclusive", [f"{res.name} settings differ from the baseline's ({entry.get('signature')} vs "
                                 f"{metric.signature()}): not comparable"], record
-    where = {sid: j for j, sid in enumerate(baseline.ids)}
-    pairs = [(i, where[sid]) for i, sid in enumerate(ids) if sid in where]
-    record["n_matched"] = len(pairs)
-    if len(pairs) < max(config.min_samples, 1):
-        return "inconclusive", [f"only {len(pairs)} samples shared with the baseline (< min_samples "
+    ci_idx, bi_idx = _shared(ids, baseline)
+    record["n_matched"] = len(ci_idx)
+    if len(ci_idx) < max(config.min_samples, 1):
+        return "inconclusive", [f"only {len(ci_idx)} samples shared with the baseline (< min_samples "
                                 f"{config.min_samples})"], record
-    ci_idx = np.fromiter((i for i, _ in pairs), dtype=int)
-    bi_idx = np.fromiter((j for _, j in pairs), dtype=int)
     cand, base = res.stats[ci_idx], baseline.stats[res.name][bi_idx]
     if cand.shape[1] != base.shape[1]:
         return "inconclusive", [f"baseline stats for {res.name} have another shape: not comparable"], record
@@ -169,6 +200,8 @@ def _prepare(res: MetricResult, ids: list[str], config: GateConfig,
 def _test(p: _Pending) -> Comparison:
     """The metric's own (raw, one-sided) test on the shared samples."""
     assert p.draws is not None
+    if p.res.metric.test == "sign":
+        return sign_test(p.cand[:, 0], p.cand[:, 1], p.cand[:, 2])
     if p.res.metric.test == "mcnemar":
         cand, base = p.cand[:, 0], p.base[:, 0]
         if p.cand.shape[1] == 2:  # (passed, applicable) rows of an assertion: the rows both runs checked
@@ -260,6 +293,8 @@ def compare_all(results: dict[str, MetricResult], ids: list[str], config: GateCo
         draws = bootstrap_many(items, resamples=config.bootstrap, seed=config.seed)
         for k, p in enumerate(group):
             p.draws = (draws[2 * k], draws[2 * k + 1])
+            if p.res.metric.test == "sign":  # the win rate against the fixed 0.5 of "as good as the baseline"
+                p.draws = (draws[2 * k], np.full_like(draws[2 * k], 0.5))
             p.comp = _test(p)
             flat.append(p)
     primary = [p for p in flat if config.role(p.res.name) == "primary"]
@@ -316,6 +351,10 @@ def judge(results: dict[str, MetricResult], ids: list[str], config: GateConfig,
             b_status, b_reasons, record = compared[name]
             reasons = reasons + b_reasons
             status = worst(status, b_status)
+        why = res.extra.get("inconclusive")
+        if why and not any(why in r for r in reasons):  # a judge failure with nothing else to report it
+            status = worst(status, "warn" if config.role(name) == "guard" else "inconclusive")
+            reasons = reasons + [f"{name}: {why}"]
         out[name] = {"status": status, "reasons": reasons, "threshold": thr.to_json() if thr else None,
                      "threshold_status": thr_status, "baseline": record,
                      "role": config.role(name) if res.metric.test and res.metric.higher_is_better is not None

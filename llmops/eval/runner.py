@@ -28,13 +28,23 @@ MODEL_INFO_FILE = "llmops-model.json"
 MODEL_INFO_KEYS = ("model_version", "version", "base_model", "git_sha", "commit", "created", "run_id", "dataset_hash")
 
 
-def build_run(data: EvalData, gens: Generations, *, ref_scores=None, prices=None, backend: str = "") -> EvalRun:
+def prompt_text(sample) -> str:
+    """The question as a judge reads it: the prompt, or the chat turns as ``role: content`` lines."""
+    if sample.messages is None:
+        return sample.prompt or ""
+    return "\n".join(f"{m['role']}: {m['content']}" for m in sample.messages)
+
+
+def build_run(data: EvalData, gens: Generations, *, ref_scores=None, prices=None, backend: str = "",
+              baseline: Baseline | None = None, judge=None) -> EvalRun:
     items = gens.items
     return EvalRun(ids=[s.id for s in data.samples], references=[s.reference for s in data.samples],
                    predictions=[g.text for g in items], latencies=[g.latency_s for g in items],
                    prompt_tokens=[g.prompt_tokens for g in items], output_tokens=[g.output_tokens for g in items],
                    generation_seconds=gens.seconds, ref_scores=ref_scores, prices=dict(prices or {}),
-                   backend=backend, asserts=[s.asserts for s in data.samples], tools=[s.tools for s in data.samples])
+                   backend=backend, asserts=[s.asserts for s in data.samples], tools=[s.tools for s in data.samples],
+                   prompts=[prompt_text(s) for s in data.samples], judge=judge,
+                   baseline_outputs=baseline.outputs if baseline is not None else None)
 
 
 def compute_metrics(run: EvalRun, requested: list[str], config: GateConfig) -> tuple[dict[str, MetricResult],
@@ -134,7 +144,8 @@ def build_verdict(*, data: EvalData, gens: Generations, results: dict[str, Metri
         "metrics": metrics,
         "skipped_metrics": skipped,
         "samples": {"ids": ids, "stats": {name: _rows(res.stats) for name, res in results.items()
-                                          if res.stats is not None and res.metric.test}},
+                                          if res.stats is not None and res.metric.test},
+                    "outputs": [g.text for g in gens.items]},  # the next run's pairwise judge reads them
     }
     return _clean(verdict)
 

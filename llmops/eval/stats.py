@@ -139,6 +139,17 @@ def paired_bootstrap(metric, cand: np.ndarray, base: np.ndarray, *, resamples: i
                       percentile_ci(deltas))
 
 
+def binomial_tail(b: int, c: int) -> tuple[float, str]:
+    """One-sided P(X >= b), X ~ Binomial(b + c, 1/2): exact below EXACT_BELOW pairs, else continuity-corrected
+    normal. The tail of McNemar's test and of the sign test."""
+    disc = b + c
+    if disc == 0:
+        return 1.0, "exact"
+    if disc < EXACT_BELOW:
+        return sum(math.comb(disc, k) for k in range(b, disc + 1)) / 2 ** disc, "exact"
+    return 0.5 * math.erfc((b - c - 1) / math.sqrt(disc) / math.sqrt(2)), "normal"
+
+
 def mcnemar(cand: np.ndarray, base: np.ndarray) -> Comparison:
     """One-sided McNemar on 0/1 outcomes of the same samples: is the candidate right less often?
 
@@ -150,15 +161,23 @@ def mcnemar(cand: np.ndarray, base: np.ndarray) -> Comparison:
     n = len(cand)
     b = int(np.count_nonzero(base & ~cand))
     c = int(np.count_nonzero(~base & cand))
-    disc = b + c
-    if disc == 0:
-        p, test = 1.0, "mcnemar-exact"
-    elif disc < EXACT_BELOW:
-        p, test = sum(math.comb(disc, k) for k in range(b, disc + 1)) / 2 ** disc, "mcnemar-exact"  # P(X >= b)
-    else:
-        p, test = 0.5 * math.erfc((b - c - 1) / math.sqrt(disc) / math.sqrt(2)), "mcnemar"  # normal upper tail
+    p, how = binomial_tail(b, c)
     cand_v, base_v = (float(cand.mean()), float(base.mean())) if n else (float("nan"), float("nan"))
-    return Comparison(test, n, cand_v - base_v, p, cand_v, base_v, discordant=(b, c))
+    return Comparison("mcnemar-exact" if how == "exact" else "mcnemar", n, cand_v - base_v, p, cand_v, base_v,
+                      discordant=(b, c))
+
+
+def sign_test(wins: np.ndarray, losses: np.ndarray, judged: np.ndarray) -> Comparison:
+    """One-sided sign test of paired judgements: does the candidate lose more often than it wins?
+
+    Ties drop out; under H0 losses ~ Binomial(wins + losses, 1/2). The value is the win rate with ties counted
+    half (0.5 = as good as the baseline), so ``delta`` = win rate - 0.5.
+    """
+    won, lost, m = int(np.sum(wins)), int(np.sum(losses)), int(np.sum(judged))
+    p, how = binomial_tail(lost, won)
+    value = 0.5 + (won - lost) / (2 * m) if m else float("nan")
+    return Comparison("sign-test-exact" if how == "exact" else "sign-test", m, value - 0.5, p, value, 0.5,
+                      discordant=(lost, won))
 
 
 CORRECTIONS = ("westfall-young", "holm", "none")
