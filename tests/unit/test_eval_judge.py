@@ -176,3 +176,26 @@ def test_the_tiny_local_model_as_judge_is_a_smoke_check(tmp_path, tiny_model_dir
     assert m["extra"]["judge"]["calls"] == 24 and m["extra"]["judge"]["output_tokens"] > 0
     assert m["status"] == "inconclusive" and v["result"] == "inconclusive"  # its replies are not verdicts
     assert "could not be parsed on 12 of 12 rows" in " ".join(m["reasons"])
+
+
+def test_the_script_gates_on_the_judge_with_action_style_inputs(tmp_path, judge_url):
+    from tests.unit.test_eval_cli import cli, write_jsonl
+
+    rows = [{"id": f"r{i}", "prompt": f"question {i}?", "reference": "x"} for i in range(40)]
+    eval_path = write_jsonl(tmp_path / "eval.jsonl", rows)
+    base = write_jsonl(tmp_path / "base.jsonl", [{"id": r["id"], "prediction": "good"} for r in rows])
+    cand = write_jsonl(tmp_path / "cand.jsonl", [{"id": r["id"], "prediction": "bad" if i % 2 else "good"}
+                                                 for i, r in enumerate(rows)])
+    proc = cli("--predictions", str(base), "--eval_data", str(eval_path), "--metrics", "exact_match",
+               "--report", "base.json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    env = {"INPUT_PREDICTIONS": str(cand), "INPUT_EVAL_DATA": str(eval_path), "INPUT_BASELINE": "base.json",
+           "INPUT_METRICS": "judge", "INPUT_JUDGE_ENDPOINT": judge_url, "INPUT_JUDGE_MODEL": "rule",
+           "INPUT_MIN_SAMPLES": "10", "INPUT_REPORT": "cand.json"}
+    proc = cli(cwd=tmp_path, env=env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "judge_pairwise regressed" in proc.stdout and "output result=fail" in proc.stdout
+    verdict = json.loads((tmp_path / "cand.json").read_text())
+    assert verdict["metrics"]["judge_pairwise"]["extra"]["losses"] == 20
+    proc = cli(cwd=tmp_path, env={**env, "INPUT_BASELINE": "", "INPUT_REPORT": "nobase.json"})
+    assert proc.returncode == 2 and "judge_pairwise compares with the baseline's answers" in proc.stdout
