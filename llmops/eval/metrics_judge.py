@@ -76,7 +76,7 @@ class JudgePairwise(_JudgeMetric):
         try:
             replies = judge.ask([p for _, p in asks])
         except JudgeUnavailable as exc:
-            extra.update(inconclusive=f"judge unreachable: {exc}", judge=judge.usage.to_json())
+            extra.update(inconclusive=f"judge unavailable (unreachable or failing): {exc}", judge=judge.usage.to_json())
             return MetricValue(float("nan"), None, extra)
         wins = losses = ties = inconsistent = unparseable = 0
         for k in range(0, len(asks), 2):
@@ -126,7 +126,7 @@ class JudgeRubric(_JudgeMetric):
         try:
             replies = judge.ask(prompts)
         except JudgeUnavailable as exc:
-            return MetricValue(float("nan"), None, {"inconclusive": f"judge unreachable: {exc}",
+            return MetricValue(float("nan"), None, {"inconclusive": f"judge unavailable (unreachable or failing): {exc}",
                                                     "judge": judge.usage.to_json()})
         scores = [parse_score(r) for r in replies]
         stats = np.array([[s or 0, s is not None] for s in scores], dtype=float).reshape(-1, 2)

@@ -147,7 +147,7 @@ def test_an_unreachable_judge_is_inconclusive_not_a_pass(tmp_path):
     judge = JudgeConfig(endpoint=f"http://127.0.0.1:{port}", retries=0, timeout=2)
     v = run_verdict([f"bad {i}" for i in range(N)], judge=judge, baseline=baseline)
     m = v["metrics"]["judge_pairwise"]
-    assert v["result"] == "inconclusive" and "judge unreachable" in " ".join(m["reasons"])
+    assert v["result"] == "inconclusive" and "judge unavailable (unreachable" in " ".join(m["reasons"])
 
 
 def test_rubric_scores_and_the_paired_bootstrap_against_the_baseline(tmp_path, judge_url):
@@ -199,3 +199,28 @@ def test_the_script_gates_on_the_judge_with_action_style_inputs(tmp_path, judge_
     assert verdict["metrics"]["judge_pairwise"]["extra"]["losses"] == 20
     proc = cli(cwd=tmp_path, env={**env, "INPUT_BASELINE": "", "INPUT_REPORT": "nobase.json"})
     assert proc.returncode == 2 and "judge_pairwise compares with the baseline's answers" in proc.stdout
+
+
+def test_the_reference_model_server_as_judge_endpoint(tmp_path, tiny_model_dir):
+    """Our own OpenAI-compatible server with the tiny model: a real endpoint judge, weak, never a silent pass."""
+    import io
+
+    from llmops.monitoring.logs import RequestLogger
+    from llmops.serve.generators import TransformersGenerator, read_model_info
+    from llmops.serve.server import ModelServer
+
+    info = read_model_info(tiny_model_dir, version="judge")
+    server = ModelServer(TransformersGenerator(tiny_model_dir, device="cpu"), info,
+                         logger=RequestLogger("test.judge", stream=io.StringIO())).start()
+    try:
+        server.wait_ready(300)
+        baseline = baseline_from(tmp_path, GOOD)
+        cand = [f"a bad answer to {i}" if i < 12 else GOOD[i] for i in range(N)]
+        judge = JudgeConfig(endpoint=server.url, max_tokens=4, concurrency=2)
+        v = run_verdict(cand, judge=judge, baseline=baseline, config=GateConfig(min_samples=10))
+    finally:
+        server.stop()
+    m = v["metrics"]["judge_pairwise"]
+    assert m["status"] == "inconclusive" and v["result"] == "inconclusive", m
+    assert m["extra"]["judge"]["calls"] == 24 and m["extra"]["judge"]["prompt_tokens"] > 0  # usage from the API
+    assert "could not be parsed on 12 of 12 rows" in " ".join(m["reasons"])
