@@ -123,20 +123,23 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.null_trials, args.power_trials, args.big_trials = 20, 20, 5
-    rows = [scenario("equal quality (false fails)", 200, 0.6, 0.6, args.null_trials, 0),
-            scenario("regression 0.6 -> 0.5 (power)", 200, 0.6, 0.5, args.power_trials, 100_000),
-            scenario("regression 0.6 -> 0.5 (power)", 1000, 0.6, 0.5, args.big_trials, 200_000)]
+    plan = [("equal quality (false fails)", 200, 0.6, 0.6, args.null_trials, 0, "<= 5%"),
+            ("regression 0.6 -> 0.5 (power)", 200, 0.6, 0.5, args.power_trials, 100_000, ">= 55%"),
+            ("regression 0.6 -> 0.5 (power)", 1000, 0.6, 0.5, args.big_trials, 200_000, ">= 95%")]
     print(f"whole-gate fail rate, metrics {METRICS} (6 paired tests + latency threshold), alpha 0.05")
-    print(f"{'scenario':32} {'n':>5} {'trials':>6} | " + " | ".join(f"{m:>22}" for m in CORRECTIONS) + " | target")
-    targets = {0: "<= 5%", 1: ">= 55%", 2: ">= 95%"}
-    for i, r in enumerate(rows):
+    print(f"{'scenario':32} {'n':>5} {'trials':>6} | " + " | ".join(f"{m:>22}" for m in CORRECTIONS) + " | target",
+          flush=True)
+    rows = []
+    for name, n, p_base, p_cand, trials, seed0, target in plan:
+        r = scenario(name, n, p_base, p_cand, trials, seed0)
+        rows.append(r)
         cells = []
         for m in CORRECTIONS:
             k = r["fails"][m]
             lo, hi = wilson(k, r["trials"])
             cells.append(f"{k:>4} ({100 * k / r['trials']:5.1f}%) [{100 * lo:4.1f},{100 * hi:5.1f}]")
         print(f"{r['scenario']:32} {r['n']:>5} {r['trials']:>6} | " + " | ".join(f"{c:>22}" for c in cells)
-              + f" | {targets[i]} ({r['seconds']:.0f} s)")
+              + f" | {target} ({r['seconds']:.0f} s)", flush=True)
     print("cells: fails (rate) [95% Wilson interval]; none = each metric at alpha on its own (the gate before).")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))

@@ -224,3 +224,14 @@ def test_the_reference_model_server_as_judge_endpoint(tmp_path, tiny_model_dir):
     assert m["status"] == "inconclusive" and v["result"] == "inconclusive", m
     assert m["extra"]["judge"]["calls"] == 24 and m["extra"]["judge"]["prompt_tokens"] > 0  # usage from the API
     assert "could not be parsed on 12 of 12 rows" in " ".join(m["reasons"])
+
+
+def test_the_documented_default_prompts_are_the_ones_used():
+    from pathlib import Path
+
+    from llmops.eval.judge import PAIRWISE_PROMPT, RUBRIC_PROMPT
+
+    doc = (Path(__file__).resolve().parents[2] / "docs/choosing-metrics.md").read_text()
+    flat = "\n".join(line.strip() for line in doc.splitlines())
+    for prompt in (PAIRWISE_PROMPT, RUBRIC_PROMPT):
+        assert "\n".join(line.strip() for line in prompt.splitlines()) in flat
