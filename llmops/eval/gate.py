@@ -36,6 +36,7 @@ from llmops.eval.stats import (
     Comparison,
     adjust,
     bootstrap_many,
+    expansion,
     mcnemar,
     paired_bootstrap,
     percentile_ci,
@@ -140,6 +141,7 @@ class _Pending:
     base: np.ndarray
     draws: tuple[np.ndarray, np.ndarray] | None = None
     comp: Comparison | None = None
+    expand: float = 1.0  # small-sample widening of the null draws (stats.expansion)
 
 
 def _shared(ids: list[str], baseline: Baseline) -> tuple[np.ndarray, np.ndarray]:
@@ -210,7 +212,7 @@ def _test(p: _Pending) -> Comparison:
         comp = mcnemar(cand, base)
         comp.ci_delta = percentile_ci(p.draws[0] - p.draws[1])
         return comp
-    return paired_bootstrap(p.res.metric, p.cand, p.base, draws=p.draws)
+    return paired_bootstrap(p.res.metric, p.cand, p.base, draws=p.draws, expand=p.expand)
 
 
 def _family(members: list[_Pending], config: GateConfig) -> tuple[dict[str, float], str]:
@@ -223,8 +225,8 @@ def _family(members: list[_Pending], config: GateConfig) -> tuple[dict[str, floa
         method = "holm"  # different shared samples -> different resamples: no joint null (never the case today)
     t_obs, t_null = None, None
     if method == "westfall-young":
-        pairs = [studentized(p.draws[0] - p.draws[1], p.comp.delta, bool(p.res.metric.higher_is_better))  # type: ignore
-                 for p in members]
+        pairs = [studentized(p.draws[0] - p.draws[1], p.comp.delta,  # type: ignore[index,union-attr]
+                             bool(p.res.metric.higher_is_better), p.expand) for p in members]
         t_obs = [t for t, _ in pairs]
         t_null = np.column_stack([null for _, null in pairs])
     adjusted = adjust(method, raw, t_obs, t_null)
@@ -288,10 +290,12 @@ def compare_all(results: dict[str, MetricResult], ids: list[str], config: GateCo
                 record["status"] = status
             out[name] = (status, reasons, record)
     flat: list[_Pending] = []
-    for group in pending.values():
+    for n_shared, group in pending.items():
         items = [(p.res.metric, arr) for p in group for arr in (p.cand, p.base)]
         draws = bootstrap_many(items, resamples=config.bootstrap, seed=config.seed)
+        expand = expansion(n_shared, config.alpha)
         for k, p in enumerate(group):
+            p.expand = expand
             p.draws = (draws[2 * k], draws[2 * k + 1])
             if p.res.metric.test == "sign":  # the win rate against the fixed 0.5 of "as good as the baseline"
                 p.draws = (draws[2 * k], np.full_like(draws[2 * k], 0.5))

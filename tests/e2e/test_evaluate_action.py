@@ -87,4 +87,4 @@ def test_gate_through_act(tmp_path, tiny_model_dir):
     assert verdict["metrics"]["accuracy"]["baseline"]["p_value"] < 0.001
     assert "accuracy regressed" in result.stdout
     assert verdict["metrics"]["accuracy"]["role"] == "primary" and verdict["gate"]["family"] == ["accuracy"]
-    assert verdict["metrics"]["bleu"]["role"] == "guard" and verdict["metrics"]["bleu"]["status"] == "warn"
+    assert verdict["metrics"]["rouge1"]["role"] == "guard" and verdict["metrics"]["rouge1"]["status"] == "warn"

