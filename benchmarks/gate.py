@@ -16,7 +16,7 @@ Printed: the share of trials in which the gate as a whole fails, for equal quali
 rate; target <= 5%) and for a regression 0.6 -> 0.5 (power; targets >= 55% at n = 200 and >= 95% at n = 1,000),
 with a 95% Wilson interval.
 
-    OMP_NUM_THREADS=1 python benchmarks/gate.py                 # 600 + 300 trials at n=200, 100 at n=1000
+    OMP_NUM_THREADS=1 python benchmarks/gate.py                 # 1500 + 300 trials at n=200, 100 at n=1000
     python benchmarks/gate.py --quick                           # a smoke run
 """
 from __future__ import annotations
@@ -102,13 +102,25 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half / (1 + z * z / n)), min(1.0, centre + half / (1 + z * z / n))
 
 
-def scenario(name: str, n: int, p_base: float, p_cand: float, trials: int, seed0: int) -> dict:
+def _trial(job: tuple[int, float, float, int]) -> dict[str, str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        return one_trial(*job, Path(tmp))
+
+
+def scenario(name: str, n: int, p_base: float, p_cand: float, trials: int, seed0: int, workers: int) -> dict:
+    from multiprocessing import get_context
+
     fails = dict.fromkeys(CORRECTIONS, 0)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        for t in range(trials):
-            for method, result in one_trial(n, p_base, p_cand, seed0 + t, Path(tmp)).items():
-                fails[method] += result == "fail"
+    jobs = [(n, p_base, p_cand, seed0 + t) for t in range(trials)]
+    if workers > 1:
+        with get_context("spawn").Pool(workers) as pool:
+            outcomes = list(pool.imap_unordered(_trial, jobs, chunksize=4))
+    else:
+        outcomes = [_trial(job) for job in jobs]
+    for outcome in outcomes:
+        for method, result in outcome.items():
+            fails[method] += result == "fail"
     return {"scenario": name, "n": n, "p_base": p_base, "p_cand": p_cand, "trials": trials, "fails": fails,
             "seconds": time.perf_counter() - started}
 
@@ -116,7 +128,8 @@ def scenario(name: str, n: int, p_base: float, p_cand: float, trials: int, seed0
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="few trials: a smoke run")
-    parser.add_argument("--null-trials", type=int, default=600)
+    parser.add_argument("--workers", type=int, default=2, help="processes (trials are independent)")
+    parser.add_argument("--null-trials", type=int, default=1500)
     parser.add_argument("--power-trials", type=int, default=300)
     parser.add_argument("--big-trials", type=int, default=100)
     parser.add_argument("--json", help="also write the numbers here")
@@ -131,7 +144,7 @@ def main(argv=None) -> int:
           flush=True)
     rows = []
     for name, n, p_base, p_cand, trials, seed0, target in plan:
-        r = scenario(name, n, p_base, p_cand, trials, seed0)
+        r = scenario(name, n, p_base, p_cand, trials, seed0, args.workers)
         rows.append(r)
         cells = []
         for m in CORRECTIONS:
