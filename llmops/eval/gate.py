@@ -37,6 +37,7 @@ from llmops.eval.stats import (
     adjust,
     bootstrap_many,
     expansion,
+    joint_t_null,
     mcnemar,
     paired_bootstrap,
     percentile_ci,
@@ -225,10 +226,12 @@ def _family(members: list[_Pending], config: GateConfig) -> tuple[dict[str, floa
         method = "holm"  # different shared samples -> different resamples: no joint null (never the case today)
     t_obs, t_null = None, None
     if method == "westfall-young":
+        n = members[0].cand.shape[0]
         pairs = [studentized(p.draws[0] - p.draws[1], p.comp.delta,  # type: ignore[index,union-attr]
-                             bool(p.res.metric.higher_is_better), p.expand) for p in members]
-        t_obs = [t for t, _ in pairs]
-        t_null = np.column_stack([null for _, null in pairs])
+                             bool(p.res.metric.higher_is_better)) for p in members]
+        unbiased = math.sqrt(n / (n - 1)) if n > 1 else 1.0
+        t_obs = [t / unbiased for t, _ in pairs]
+        t_null = joint_t_null(np.column_stack([null for _, null in pairs]), n - 1, seed=config.seed)
     adjusted = adjust(method, raw, t_obs, t_null)
     return {p.res.name: float(q) for p, q in zip(members, adjusted, strict=True)}, method
 
