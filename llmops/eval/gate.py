@@ -37,12 +37,11 @@ from llmops.eval.stats import (
     adjust,
     bootstrap_many,
     expansion,
-    joint_t_null,
     mcnemar,
     paired_bootstrap,
     percentile_ci,
+    sign_flip_null,
     sign_test,
-    studentized,
 )
 
 VERDICT_SCHEMA = "llmops-eval-verdict/1"
@@ -164,7 +163,7 @@ def _prepare_sign(res: MetricResult, ids: list[str], config: GateConfig,
     if record["n_matched"] < max(config.min_samples, 1):
         return "inconclusive", [f"only {record['n_matched']} rows judged against the baseline's answers (< "
                                 f"min_samples {config.min_samples})"], record
-    return _Pending(res, {"value": 0.5}, record, cand, cand)
+    return _Pending(res, {"value": 0.5}, record, cand, cand[:, [1, 0, 2]])  # swapped: the baseline's view
 
 
 def _prepare(res: MetricResult, ids: list[str], config: GateConfig,
@@ -226,12 +225,8 @@ def _family(members: list[_Pending], config: GateConfig) -> tuple[dict[str, floa
         method = "holm"  # different shared samples -> different resamples: no joint null (never the case today)
     t_obs, t_null = None, None
     if method == "westfall-young":
-        n = members[0].cand.shape[0]
-        pairs = [studentized(p.draws[0] - p.draws[1], p.comp.delta,  # type: ignore[index,union-attr]
-                             bool(p.res.metric.higher_is_better)) for p in members]
-        unbiased = math.sqrt(n / (n - 1)) if n > 1 else 1.0
-        t_obs = [t / unbiased for t, _ in pairs]
-        t_null = joint_t_null(np.column_stack([null for _, null in pairs]), n - 1, seed=config.seed)
+        t_obs, t_null = sign_flip_null([(p.res.metric, p.cand, p.base, bool(p.res.metric.higher_is_better))
+                                        for p in members], resamples=config.bootstrap, seed=config.seed)
     adjusted = adjust(method, raw, t_obs, t_null)
     return {p.res.name: float(q) for p, q in zip(members, adjusted, strict=True)}, method
 

@@ -11,26 +11,26 @@ bound the chance that a candidate of equal quality fails on *some* metric, not o
 alpha each fails equal systems up to K * alpha of the time (about 12% for the template's six correlated quality
 metrics). Choices, and why the default is the first:
 
-- ``westfall-young`` (default): step-down max-T. For metric k let ``d_k`` be the observed drop (candidate worse by
-  d_k in its direction) and ``s_k`` the SD of the paired delta over the bootstrap draws we already have, made
-  unbiased (x sqrt(n / (n - 1))); ``t_k = d_k / s_k``. The re-centred draws of all metrics come from the *same*
-  resamples, so their correlation is how the metrics move together. Under the null the t_k are jointly a
-  multivariate t with n - 1 degrees of freedom and that correlation (the parametric max-T of Hothorn, Bretz &
-  Westfall 2008, "Simultaneous inference in general parametric models"); we draw it JOINT_DRAWS times. Sort t
-  descending; the adjusted p of the j-th is ``max_{i<=j} (1 + #{draws: max_{l in step i..K} T_l >= t_(i)}) /
-  (1 + draws)``: the chance that the *largest* null statistic among the hypotheses still in play beats the
-  observed one (Westfall & Young 1993, step-down). BLEU, chrF and ROUGE move together, so the max over them is
-  barely larger than one of them and the gate loses little power, where Bonferroni/Holm pay for K independent
-  tests. Why not the bootstrap draws themselves as the joint null: with the default seed every run of n rows uses
-  the same 1,000 resamples, and their Monte Carlo error in the far tail (about +-0.7% at p = 0.05) moved the whole
-  gate's false-fail rate to ~6% in benchmarks/gate.py; the correlation they estimate is far more stable.
+- ``westfall-young`` (default): step-down max-T over random swaps of the paired rows (Westfall & Young 1993,
+  the permutation form). Under "the candidate is of the baseline's quality" the two systems' outputs on a row are
+  exchangeable, so swapping them on a random half of the rows (the *same* rows for every metric) gives the exact
+  joint null distribution of all metrics' deltas, correlations included, with every corpus value recomputed
+  from the swapped sufficient statistics in one matrix product, like the bootstrap. For metric k let ``d_k`` be
+  the observed drop (candidate worse by d_k in its direction), standardised by the SD of its swap distribution:
+  ``t_k``. Sort t descending; the adjusted p of the j-th is ``max_{i<=j} (1 + #{b: max_{l in step i..K}
+  t*_l[b] >= t_(i)}) / (1 + B)``: the chance that the *largest* null statistic among the hypotheses still in
+  play beats the observed one. BLEU, chrF and ROUGE move together, so the max over them is barely larger than one
+  of them and the gate loses little power, where Bonferroni/Holm pay for K independent tests. Why swaps and not
+  the bootstrap draws as the joint null: a randomisation test holds alpha in finite samples; the re-centred
+  bootstrap is only asymptotically right and failed equal systems 6.2% of the time at n = 200 in
+  benchmarks/gate.py (the bootstrap still gives the CIs and the per-metric p).
 - ``holm``: Holm's step-down on the raw p values. Valid for any dependence, no resampling needed, but it treats
   correlated metrics as independent and so loses power as K grows.
 - ``none``: each metric at alpha on its own (the gate before family-wise control): equal systems fail up to
   K * alpha of the time. Kept for comparison (benchmarks/gate.py prints both).
 
-McNemar metrics (exact match, accuracy) join the max-T through the same resampling: their statistic is the
-studentised bootstrap delta of the 0/1 rows, drawn with the same W. Their adjusted p is then
+McNemar metrics (exact match, accuracy) join the max-T through the same swaps: swapping 0/1 rows is McNemar's
+own null (only discordant rows change). Their adjusted p is then
 ``max(max-T p, McNemar p)``: never below their own exact test (which matters when few pairs are discordant and the
 bootstrap of a 0/1 mean is coarse). Rejecting a subset of what max-T rejects keeps the family-wise bound.
 Metrics whose draws are all equal (s_k = 0, e.g. identical answers) have t = 0 (or +inf for a constant drop).
@@ -207,49 +207,43 @@ def sign_test(wins: np.ndarray, losses: np.ndarray, judged: np.ndarray) -> Compa
 CORRECTIONS = ("westfall-young", "holm", "none")
 
 
-def studentized(delta_draws: np.ndarray, observed: float, higher_is_better: bool,
-                expand: float = 1.0) -> tuple[float, np.ndarray]:
-    """Observed drop over its bootstrap SD, and the re-centred (``expand``-ed) null draws on the same scale (bad
-    direction > 0)."""
-    sign = 1.0 if higher_is_better else -1.0
-    d = np.asarray(delta_draws, dtype=float)
-    finite = d[np.isfinite(d)]
-    if len(finite) == 0 or not np.isfinite(observed):
-        return 0.0, np.full(len(d), -np.inf)
-    drop, null = -sign * observed, -sign * (d - finite.mean()) * expand
-    sd = float(finite.std())
-    if sd <= 1e-12 * max(1.0, abs(float(finite.mean()))):
-        return (math.inf if drop > 0 else 0.0), np.where(np.isfinite(null), 0.0, -np.inf)
-    return drop / sd, np.where(np.isfinite(null), null / sd, -np.inf)
+def sign_flip_null(members: list[tuple[object, np.ndarray, np.ndarray, bool]], *, resamples: int = 1000,
+                   seed: int = 0) -> tuple[list[float], np.ndarray]:
+    """Standardised observed drops (K,) and their (B, K) joint null from the same random swaps of paired rows.
 
-
-JOINT_DRAWS = 100_000  # draws of the multivariate t null of max-T (tail error ~0.07% at p = 0.05)
-
-
-def joint_t_null(boot_null: np.ndarray, df: int, *, draws: int = JOINT_DRAWS, seed: int = 0) -> np.ndarray:
-    """(draws, K) multivariate t (``df`` degrees of freedom) with the correlation of the bootstrap null columns.
-
-    Columns that do not vary (a metric whose draws are all equal) are 0 in every draw.
+    ``members`` are (metric, cand (n, k), base (n, k), higher_is_better) over the same n rows. Resample b swaps the
+    candidate's and the baseline's stats on each row with probability 1/2 (the same rows for every metric) and
+    recomputes every corpus value from the swapped sums. Each metric is scaled by the SD of its own swap
+    distribution (a constant of the data, the same for the observed and the swapped values).
     """
-    boot = np.asarray(boot_null, dtype=float)
-    k = boot.shape[1]
-    out = np.zeros((draws, k))
-    live = [j for j in range(k) if np.isfinite(boot[:, j]).sum() > 2 and np.nanstd(
-        np.where(np.isfinite(boot[:, j]), boot[:, j], np.nan)) > 0]
-    if not live:
-        return out
-    rows = boot[:, live][np.isfinite(boot[:, live]).all(axis=1)]  # resamples where every metric is defined
-    if len(rows) < 3:
-        return out
-    corr = np.nan_to_num(np.atleast_2d(np.corrcoef(rows, rowvar=False)))
-    np.fill_diagonal(corr, 1.0)
-    vals, vecs = np.linalg.eigh(corr)
-    root = vecs * np.sqrt(np.clip(vals, 0.0, None))  # corr = root @ root.T, also when metrics are identical
-    rng = np.random.default_rng(seed)
-    z = rng.standard_normal((draws, len(live))) @ root.T
-    scale = np.sqrt(rng.chisquare(max(df, 1), draws) / max(df, 1)) if df > 0 else np.ones(draws)
-    out[:, live] = z / scale[:, None]
-    return out
+    n = members[0][1].shape[0]
+    rng = np.random.default_rng(seed + 7919)
+    step = max(1, min(resamples, MAX_CELLS // max(n, 1)))
+    parts: list[list[np.ndarray]] = [[] for _ in members]
+    for start in range(0, resamples, step):
+        f = (rng.random((min(step, resamples - start), n)) < 0.5).astype(np.float64)
+        counts = np.full(f.shape[0], float(n))
+        for k, (metric, cand, base, higher) in enumerate(members):
+            fc, fb = f @ cand, f @ base
+            tc, tb = cand.sum(axis=0), base.sum(axis=0)
+            swapped = metric.from_sums(tc - fc + fb, counts) - metric.from_sums(tb - fb + fc, counts)
+            parts[k].append(swapped if higher else -swapped)
+    t_obs, nulls = [], []
+    for (metric, cand, base, higher), part in zip(members, parts, strict=True):
+        one = np.array([float(n)])
+        obs = float(metric.from_sums(cand.sum(axis=0, keepdims=True), one)[0]
+                    - metric.from_sums(base.sum(axis=0, keepdims=True), one)[0])
+        drop = -(obs if higher else -obs)
+        null = -np.concatenate(part)
+        finite = null[np.isfinite(null)]
+        sd = float(finite.std()) if len(finite) else 0.0
+        if not np.isfinite(drop) or sd <= 1e-12 * max(1.0, abs(drop)):
+            t_obs.append(math.inf if np.isfinite(drop) and drop > 1e-12 else 0.0)
+            nulls.append(np.where(np.isfinite(null), 0.0, -np.inf))
+            continue
+        t_obs.append(drop / sd)
+        nulls.append(np.where(np.isfinite(null), null / sd, -np.inf))
+    return t_obs, np.column_stack(nulls)
 
 
 def max_t_step_down(t_obs: Sequence[float], t_null: np.ndarray) -> np.ndarray:
@@ -282,8 +276,8 @@ def adjust(method: str, p_raw: Sequence[float], t_obs: Sequence[float] | None = 
            t_null: np.ndarray | None = None) -> np.ndarray:
     """Family-wise adjusted p values by ``method`` (one of CORRECTIONS), never below the raw p.
 
-    ``westfall-young`` needs the studentised statistics ``t_obs`` (K,) and draws of their joint null ``t_null``
-    (D, K) (``joint_t_null``). The raw p is a floor: for McNemar metrics it is their exact test (see the module docstring).
+    ``westfall-young`` needs the standardised statistics ``t_obs`` (K,) and draws of their joint null ``t_null``
+    (B, K) (``sign_flip_null``). The raw p is a floor: for McNemar metrics it is their exact test (see the module docstring).
     """
     p_raw = np.asarray(p_raw, dtype=float)
     if method == "none" or len(p_raw) == 0:
