@@ -3,7 +3,10 @@
 1. Generation throughput: the seed's ``LLMEvaluationPipeline`` loop (one ``model.generate`` per prompt) vs our
    ``LocalBackend`` (length-sorted, left-padded batches) on the same model and the same prompts. Both are greedy,
    so both produce the same text (checked here too).
-2. Metrics on 10,000 pairs: accuracy, exact match, BLEU, chrF, ROUGE-1/2/L with 1,000-resample bootstrap CIs and
+2. Judge cost (``judge_pairwise``): the tiny model as a local judge on 100 rows whose answers differ from the
+   baseline's (two orders, so 200 judge calls): calls, prompt/output tokens and seconds per 100 rows, one prompt at
+   a time vs batched.
+3. Metrics on 10,000 pairs: accuracy, exact match, BLEU, chrF, ROUGE-1/2/L with 1,000-resample bootstrap CIs and
    a paired comparison with a baseline; and corpus-BLEU bootstrap from per-sentence sufficient statistics vs
    recomputing ``sacrebleu.corpus_bleu`` for every resample (timed on a few resamples, scaled to 1,000).
 
@@ -82,6 +85,39 @@ def bench_generation(args) -> dict:
             "identical_outputs": f"{same}/{len(prompts)}"}
 
 
+def bench_judge(args) -> dict:
+    from llmops.eval.backends import Generation, Generations
+    from llmops.eval.data import EvalData, Sample
+    from llmops.eval.judge import JudgeConfig
+    from llmops.eval.metrics import get_metric
+    from llmops.eval.runner import build_run
+    from llmops.tiny_model import build_tiny_model, texts_from_jsonl
+
+    n = args.judge_rows
+    prompts = make_prompts(n)
+    data = EvalData("bench", [Sample(f"r{i}", "an answer", i + 1, prompt=p) for i, p in enumerate(prompts)], n, "x")
+    gens = Generations([Generation(f"candidate answer {i}") for i in range(n)], None, {"backend": "predictions"})
+
+    class _Base:  # the baseline verdict's stored answers
+        outputs = {f"r{i}": f"baseline answer {i}" for i in range(n)}
+
+    out = {"rows": n}
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = build_tiny_model(Path(tmp) / "judge", texts_from_jsonl([ROOT / "examples/data/train.jsonl"]),
+                                     hidden=args.hidden, layers=args.layers)
+        for label, batch in (("one_at_a_time", 1), ("batched", args.batch_size)):
+            judge = JudgeConfig(model_dir=str(model_dir), batch_size=batch, max_tokens=8)
+            judge.client().load()
+            run = build_run(data, gens, backend="predictions", baseline=_Base(), judge=judge)
+            get_metric("judge_pairwise").compute(run)
+            u = judge.usage
+            out[label] = {"batch_size": batch, "calls_per_100": 100 * u.calls / n,
+                          "prompt_tokens_per_100": 100 * u.prompt_tokens / n,
+                          "output_tokens_per_100": 100 * u.output_tokens / n, "seconds_per_100": 100 * u.seconds / n}
+    out["speedup"] = out["one_at_a_time"]["seconds_per_100"] / out["batched"]["seconds_per_100"]
+    return out
+
+
 def synthetic_pairs(n: int, seed: int) -> tuple[list[str], list[str], list[str]]:
     rng = random.Random(seed)
     vocab = [f"w{i}" for i in range(400)]
@@ -153,16 +189,26 @@ def main(argv=None) -> int:
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--pairs", type=int, default=10_000)
+    parser.add_argument("--judge-rows", dest="judge_rows", type=int, default=100)
     parser.add_argument("--naive-resamples", type=int, default=10)
     parser.add_argument("--json", help="also write the numbers here")
     args = parser.parse_args(argv)
     if args.quick:
         args.prompts, args.pairs, args.max_new_tokens, args.naive_resamples = 48, 2000, 16, 3
+        args.judge_rows = 20
     gen = bench_generation(args)
     print(f"generation: {gen['prompts']} prompts, {gen['max_new_tokens']} new tokens, {gen['model']}")
     print(f"  seed loop (one at a time): {gen['seed_s']:8.2f} s  {gen['seed_per_s']:8.1f} prompts/s")
     print(f"  ours (batch {gen['batch_size']:>3}):         {gen['ours_s']:8.2f} s  {gen['ours_per_s']:8.1f} prompts/s")
     print(f"  speedup: {gen['speedup']:.1f}x   identical outputs: {gen['identical_outputs']}")
+    jud = bench_judge(args)
+    print(f"judge_pairwise cost, tiny local judge, {jud['rows']} rows with differing answers (both orders):")
+    for label in ("one_at_a_time", "batched"):
+        r = jud[label]
+        print(f"  {label.replace('_', ' '):14} (batch {r['batch_size']:>3}): per 100 rows {r['calls_per_100']:.0f} "
+              f"calls, {r['prompt_tokens_per_100']:.0f} prompt + {r['output_tokens_per_100']:.0f} output tokens, "
+              f"{r['seconds_per_100']:.2f} s")
+    print(f"  batched judge speedup: {jud['speedup']:.1f}x")
     met = bench_metrics(args)
     print(f"metrics: {met['pairs']} pairs ({', '.join(met['metrics'])})")
     print(f"  all metrics + 1000-resample CIs, one system: {met['compute_with_ci_s']:.2f} s")
@@ -175,7 +221,7 @@ def main(argv=None) -> int:
           f"{met['sacrebleu_builtin_bootstrap_s'] / ours_total:.1f}x; same BLEU: "
           f"{abs(met['sacrebleu_builtin_score'] - met['bleu_value_ours']) < 1e-9}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"generation": gen, "metrics": met}, indent=1))
+        Path(args.json).write_text(json.dumps({"generation": gen, "judge": jud, "metrics": met}, indent=1))
     return 0
 
 

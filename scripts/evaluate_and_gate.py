@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval_data", "--eval-data", dest="eval_data", help="eval JSONL: {prompt, reference} or chat rows")
     p.add_argument("--metrics", default="accuracy,bleu,rouge", help="comma list (default: accuracy,bleu,rouge); "
                    "also exact_match, chrf, rouge1/2/l, perplexity, loss, latency_p50/95/99, tokens_per_s, "
-                   "output_length, cost, hf:<name>")
+                   "output_length, cost, hf:<name>, and the assertions json_valid, json_schema, regex, contains, "
+                   "not_contains, starts_with, tool_call_valid (specs per row or in metric_options)")
     p.add_argument("--thresholds", action="append", help="YAML/JSON file or pairs like accuracy>=0.6,latency_p95<=2")
     p.add_argument("--baseline", help="an earlier verdict JSON (e.g. production's) to compare with, sample by sample")
     p.add_argument("--sample-size", "--sample_size", dest="sample_size", type=gha.positive_int, default=0,
@@ -45,8 +46,23 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--concurrency", type=gha.positive_int, default=8, help="endpoint: requests in flight")
     gen.add_argument("--timeout", type=float, default=60.0, help="endpoint: seconds per request")
     gen.add_argument("--retries", type=gha.positive_int, default=3, help="endpoint: retries with backoff")
+    jud = p.add_argument_group("judge (metrics judge_pairwise, judge_rubric)")
+    jud.add_argument("--judge-endpoint", dest="judge_endpoint", help="OpenAI-compatible base URL of the judge model")
+    jud.add_argument("--judge-model-dir", dest="judge_model_dir", help="or a local model folder as the judge")
+    jud.add_argument("--judge-model", dest="judge_model", default="", help="model name sent to the judge endpoint")
+    jud.add_argument("--judge-prompt", dest="judge_prompt", help="pairwise prompt file with {question}, "
+                     "{reference}, {answer_a}, {answer_b} (default: llmops/eval/judge.py PAIRWISE_PROMPT)")
+    jud.add_argument("--judge-rubric", dest="judge_rubric", help="rubric file for judge_rubric (1-5 scores)")
+    jud.add_argument("--judge-api-key-env", dest="judge_api_key_env", default="OPENAI_API_KEY",
+                     help="environment variable holding the judge endpoint's API key")
     gate = p.add_argument_group("gate")
-    gate.add_argument("--alpha", help="significance level of the baseline tests (default 0.05)")
+    gate.add_argument("--alpha", help="family-wise significance level: the chance that a candidate of the "
+                      "baseline's quality fails the gate (default 0.05)")
+    gate.add_argument("--correction", choices=["westfall-young", "holm", "none"], help="how the primary metrics' "
+                      "p values are adjusted together (default westfall-young; none = each metric at alpha)")
+    gate.add_argument("--primary", help="comma list of the metrics that decide (family-wise tested; default: "
+                      "every metric with a paired test)")
+    gate.add_argument("--guard", help="comma list of metrics compared on their own that only warn")
     gate.add_argument("--min-samples", dest="min_samples", help="fewer samples: inconclusive (default 30)")
     gate.add_argument("--on-inconclusive", dest="on_inconclusive", choices=["fail", "pass"],
                       help="exit code policy for an inconclusive result (default fail)")
@@ -68,7 +84,7 @@ def gate_config(args):
     from llmops.eval.metrics import resolve_names
 
     config = build_config(args.thresholds)
-    for key in ("alpha", "min_samples", "on_inconclusive", "bootstrap", "seed"):
+    for key in ("alpha", "min_samples", "on_inconclusive", "bootstrap", "seed", "correction", "primary", "guard"):
         if getattr(args, key) not in (None, ""):
             set_gate_option(config, key, getattr(args, key), f"--{key.replace('_', '-')}")
     for part in [x for x in re.split(r"[,\n]", args.min_effect or "") if x.strip()]:
@@ -133,7 +149,7 @@ def main(argv=None) -> int:
     config = gate_config(args)
     args.seed_value = config.seed
     requested = resolve_names([m for m in (args.metrics or "").split(",")] + config.metrics)
-    requested += [m for m in config.thresholds if m not in requested]
+    requested += [m for m in [*config.thresholds, *config.primary, *config.guard] if m not in requested]
     if not requested:
         raise UsageError("no metrics to compute", "pass --metrics, e.g. accuracy,bleu,rouge")
     from llmops.paths import refuse_input_as_output
@@ -145,6 +161,11 @@ def main(argv=None) -> int:
     refuse_input_as_output(args.predictions_out, {**inputs, "report": args.report}, "--predictions-out")
     backend = make_backend(args)  # flags are checked before any file is read or model loaded
     baseline = Baseline.load(args.baseline) if args.baseline else None
+    from llmops.eval.judge import JudgeConfig
+
+    judge = JudgeConfig(endpoint=args.judge_endpoint, model_dir=args.judge_model_dir, model=args.judge_model,
+                        prompt_file=args.judge_prompt, rubric_file=args.judge_rubric,
+                        api_key_env=args.judge_api_key_env, concurrency=args.concurrency, timeout=args.timeout)
     data = load_eval_data(args.eval_data, sample_size=args.sample_size, seed=config.seed)
     ref_scores = None
     if backend is None:
@@ -160,7 +181,8 @@ def main(argv=None) -> int:
         model = {"version": info.get("model_version") or info.get("version"), "path": args.model_dir,
                  "endpoint": redact_url(args.endpoint or ""), "info": info}
         model = {k: v for k, v in model.items() if v}
-    run = build_run(data, gens, ref_scores=ref_scores, prices=config.prices, backend=gens.info["backend"])
+    run = build_run(data, gens, ref_scores=ref_scores, prices=config.prices, backend=gens.info["backend"],
+                    baseline=baseline, judge=judge)
     results, skipped = compute_metrics(run, requested, config)
     verdict = build_verdict(data=data, gens=gens, results=results, skipped=skipped, config=config,
                             baseline=baseline, model=model)

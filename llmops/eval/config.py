@@ -9,7 +9,10 @@ are errors):
       bleu: ">= 20"
       latency_p95: {max: 2.0}
     gate: {alpha: 0.05, min_samples: 30, on_inconclusive: fail, bootstrap: 1000, seed: 0,
-           min_effect: {bleu: 1.0, perplexity: "2%"}}
+           min_effect: {bleu: 1.0, perplexity: "2%"},
+           correction: westfall-young,     # or holm, none (see llmops/eval/stats.py)
+           primary: [exact_match, bleu],   # decide, family-wise tested (default: every metric with a test)
+           guard: [rouge]}                 # compared on their own; a regression only warns
     prices: {input_per_1k_tokens: 0.0005, output_per_1k_tokens: 0.0015}
     metric_options: {accuracy: {normalize: "lower,punct", match: prefix}, bleu: {tokenize: zh}}
 """
@@ -24,9 +27,11 @@ from typing import Any
 
 from llmops.errors import InputError, UsageError
 from llmops.eval.metrics import REGISTRY, resolve_names
+from llmops.eval.stats import CORRECTIONS
 
 SECTIONS = ("metrics", "thresholds", "gate", "prices", "metric_options")
-GATE_KEYS = ("alpha", "min_samples", "on_inconclusive", "bootstrap", "seed", "min_effect")
+GATE_KEYS = ("alpha", "min_samples", "on_inconclusive", "bootstrap", "seed", "min_effect", "correction", "primary",
+             "guard")
 PRICE_KEYS = ("input_per_1k_tokens", "output_per_1k_tokens")
 PAIR = re.compile(r"^\s*([A-Za-z][\w:\-]*)\s*(>=|<=)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
 
@@ -60,9 +65,18 @@ class GateConfig:
     bootstrap: int = 1000
     seed: int = 0
     min_effect: dict[str, str | float] = field(default_factory=dict)
+    correction: str = "westfall-young"
+    primary: list[str] = field(default_factory=list)  # empty: every compared metric decides (unless a guard)
+    guard: list[str] = field(default_factory=list)  # compared alone at alpha; a regression only warns
     prices: dict[str, float] = field(default_factory=dict)
     metric_options: dict[str, dict] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
+
+    def role(self, name: str) -> str:
+        """``primary`` (decides, in the family-wise tested family) or ``guard`` (warns only)."""
+        if name in self.guard or (self.primary and name not in self.primary):
+            return "guard"
+        return "primary"
 
     def min_effect_for(self, name: str, metric, baseline_value: float | None) -> float:
         raw = self.min_effect.get(name, metric.default_min_effect)
@@ -176,7 +190,7 @@ def load_file(path: Path, config: GateConfig) -> None:
     if set(gate) - set(GATE_KEYS):
         raise UsageError(f"{path}: gate: unknown keys {', '.join(sorted(set(gate) - set(GATE_KEYS)))}",
                          f"allowed: {', '.join(GATE_KEYS)}", file=where)
-    for key in ("alpha", "min_samples", "on_inconclusive", "bootstrap", "seed"):
+    for key in ("alpha", "min_samples", "on_inconclusive", "bootstrap", "seed", "correction", "primary", "guard"):
         if key in gate:
             set_gate_option(config, key, gate[key], f"{path}: gate.{key}")
     effects = gate.get("min_effect") or {}
@@ -211,6 +225,20 @@ def set_gate_option(config: GateConfig, key: str, value: Any, where: str) -> Non
             raise UsageError(f"{where} must be a whole number{' >= 100' if key == 'bootstrap' else ' >= 0'}, "
                              f"got {value}")
         setattr(config, key, int(number))
+    elif key == "correction":
+        if str(value) not in CORRECTIONS:
+            raise UsageError(f"{where} must be one of {', '.join(CORRECTIONS)}, got {value!r}",
+                             "westfall-young (the default) keeps the whole gate's false-fail rate at alpha")
+        config.correction = str(value)
+    elif key in ("primary", "guard"):
+        items = value if isinstance(value, list) else str(value or "").split(",")
+        names = resolve_names([str(m) for m in items])
+        setattr(config, key, names)
+        other = config.guard if key == "primary" else config.primary
+        both = [m for m in names if m in other]
+        if both:
+            raise UsageError(f"{where}: {', '.join(both)} cannot be both primary and guard", "name each metric in "
+                             "one of them")
     elif key == "on_inconclusive":
         if str(value) not in ("fail", "pass"):
             raise UsageError(f"{where} must be fail or pass, got {value!r}")

@@ -5,7 +5,9 @@ Accepted rows (JSONL, .jsonl.gz):
     {"messages": [..., {"role": "assistant", "content": "<reference>"}]}   (the last assistant turn is the
                                                                             reference; the turns before it the prompt)
 An optional ``id`` names a sample; otherwise the id is a hash of the prompt, so a baseline verdict and a candidate
-run on the same prompts are matched sample by sample even when rows are reordered or added.
+run on the same prompts are matched sample by sample even when rows are reordered or added. Optional per-row
+assertions (llmops/eval/metrics_assert.py): ``"assert": {"regex": "...", "json_schema": {...}, "contains": [...]}``
+and ``"tools": [...]`` (the OpenAI tools the row declares, for ``tool_call_valid``).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from llmops.data.reader import read_jsonl
 from llmops.errors import InputError
 
 REFERENCE_KEYS = ("reference", "completion", "answer")
+ASSERT_KEYS = ("json_valid", "json_schema", "regex", "contains", "not_contains", "starts_with", "tool_call_valid")
 PREDICTION_KEYS = ("prediction", "output", "response", "completion", "text")
 
 
@@ -29,6 +32,8 @@ class Sample:
     line: int
     prompt: str | None = None
     messages: list[dict] | None = None  # chat rows: the turns before the reference
+    asserts: dict | None = None  # per-row assertions {metric name: spec}
+    tools: list | None = None  # OpenAI tools declared for this row
 
     @property
     def is_chat(self) -> bool:
@@ -66,6 +71,26 @@ def _reference(row: dict, where: str, path: Path, no: int) -> str | None:
 
 
 def parse_row(row: dict, path: Path, no: int) -> Sample:
+    sample = _parse_row(row, path, no)
+    where = f"{path}:{no}"
+    asserts = row.get("assert")
+    if asserts is not None:
+        if not isinstance(asserts, dict) or set(asserts) - set(ASSERT_KEYS):
+            bad = sorted(set(asserts) - set(ASSERT_KEYS)) if isinstance(asserts, dict) else [type(asserts).__name__]
+            raise InputError(f"{where}: 'assert' must map assertion -> spec; unknown {', '.join(bad)}",
+                             f"assertions: {', '.join(ASSERT_KEYS)}", file=str(path), line=no)
+        sample.asserts = asserts
+    tools = row.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
+            raise InputError(f"{where}: 'tools' must be a list of OpenAI tool objects "
+                             "({\"type\": \"function\", \"function\": {\"name\", \"parameters\"}})",
+                             file=str(path), line=no)
+        sample.tools = tools
+    return sample
+
+
+def _parse_row(row: dict, path: Path, no: int) -> Sample:
     where = f"{path}:{no}"
     ref = _reference(row, where, path, no)
     rid = row.get("id")
@@ -120,8 +145,10 @@ def load_eval_data(path: str | Path, *, sample_size: int = 0, seed: int = 0) -> 
 def data_hash(samples: list[Sample]) -> str:
     h = hashlib.sha256()
     for s in samples:
-        h.update(json.dumps([s.id, s.prompt if s.messages is None else s.messages, s.reference],
-                            sort_keys=True, ensure_ascii=False).encode("utf-8"))
+        key = [s.id, s.prompt if s.messages is None else s.messages, s.reference]
+        if s.asserts is not None or s.tools is not None:  # rows without them hash as before
+            key += [s.asserts, s.tools]
+        h.update(json.dumps(key, sort_keys=True, ensure_ascii=False).encode("utf-8"))
         h.update(b"\n")
     return "sha256:" + h.hexdigest()
 
@@ -147,6 +174,8 @@ def load_predictions(path: str | Path, samples: list[Sample]) -> list[dict]:
     for no, row in read_jsonl(path, what="predictions"):
         where = f"{path}:{no}"
         pred = next((row[k] for k in PREDICTION_KEYS if k in row), None)
+        if isinstance(pred, (dict, list)):  # structured output, e.g. an OpenAI message with tool_calls
+            pred = json.dumps(pred, ensure_ascii=False)
         if not isinstance(pred, str):
             raise InputError(f"{where}: row has no prediction string", f"add one of: {', '.join(PREDICTION_KEYS)}",
                              file=str(path), line=no)

@@ -39,6 +39,11 @@ class EvalRun:
     ref_scores: list[tuple[float, int]] | None = None  # (sum of reference NLL, reference tokens) per sample
     prices: dict[str, float] = field(default_factory=dict)  # input_per_1k_tokens, output_per_1k_tokens
     backend: str = ""
+    asserts: list[dict | None] | None = None  # per-row assertions from the eval file (metrics_assert.py)
+    tools: list[list | None] | None = None  # per-row declared OpenAI tools
+    prompts: list[str] | None = None  # the question as text (chat turns rendered), for judges
+    baseline_outputs: dict[str, str] | None = None  # the baseline verdict's answers by sample id
+    judge: Any = None  # a judge.JudgeConfig when --judge-* is given
     cache: dict[str, Any] = field(default_factory=dict)  # shared work between metrics (ROUGE scores all types once)
 
     def __len__(self) -> int:
@@ -118,7 +123,8 @@ ALIASES = {
     "rouge": ["rouge1", "rouge2", "rouge_l"], "rougel": ["rouge_l"], "rouge_l": ["rouge_l"],
     "rougelsum": ["rouge_l"], "em": ["exact_match"], "exact": ["exact_match"], "ppl": ["perplexity"],
     "latency": ["latency_p50", "latency_p95", "latency_p99"], "throughput": ["tokens_per_s"],
-    "tokens_per_second": ["tokens_per_s"], "chrf": ["chrf"], "acc": ["accuracy"],
+    "tokens_per_second": ["tokens_per_s"], "chrf": ["chrf"], "acc": ["accuracy"], "judge": ["judge_pairwise"],
+    "win_rate": ["judge_pairwise"], "rubric": ["judge_rubric"],
 }
 
 
@@ -128,7 +134,12 @@ def register(cls: type[Metric]) -> type[Metric]:
 
 
 def _ensure_loaded() -> None:
-    from llmops.eval import metrics_system, metrics_text  # noqa: F401 - registers the built-in metrics
+    from llmops.eval import (  # noqa: F401 - registers the built-in metrics
+        metrics_assert,
+        metrics_judge,
+        metrics_system,
+        metrics_text,
+    )
 
 
 def canonical(name: str) -> str:

@@ -7,7 +7,7 @@ import math
 from llmops import gha
 from llmops.eval.metrics import kebab
 
-ICONS = {"pass": "✅ pass", "fail": "❌ fail", "inconclusive": "⚠️ inconclusive"}
+ICONS = {"pass": "✅ pass", "fail": "❌ fail", "inconclusive": "⚠️ inconclusive", "warn": "🟡 warn"}
 
 
 def fmt(x) -> str:
@@ -29,39 +29,66 @@ def arrow(delta, direction: str) -> str:
     return f"{mark} {delta:+.4g}{tone}"
 
 
+def _threshold_text(thr: dict | None) -> str:
+    thr = thr or {}
+    return ", ".join(([f">= {fmt(thr['min'])}"] if thr.get("min") is not None else [])
+                     + ([f"<= {fmt(thr['max'])}"] if thr.get("max") is not None else []))
+
+
+def _ci(m: dict) -> str:
+    ci = m.get("ci")
+    return f"[{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "–"
+
+
 def summary(verdict: dict, verdict_path: str) -> gha.Summary:
     result = verdict["result"]
     s = gha.Summary().heading(f"evaluate-and-gate: {ICONS.get(result, result)}")
     model = verdict.get("model") or {}
     data = verdict.get("data") or {}
+    gate = verdict.get("gate") or {}
     who = model.get("version") or model.get("path") or model.get("endpoint") or "predictions"
     line = f"Model **{who}** on {data.get('n')} samples (data {str(data.get('hash', ''))[:19]}…)"
     base = verdict.get("baseline")
     if base:
         line += f" vs baseline **{base.get('model_version') or base.get('path')}**"
     s.text(line + ".")
-    rows = []
-    for name, m in verdict["metrics"].items():
-        ci = m.get("ci")
-        b = m.get("baseline") or {}
-        thr = m.get("threshold") or {}
-        thr_text = ", ".join(([f">= {fmt(thr['min'])}"] if thr.get("min") is not None else [])
-                             + ([f"<= {fmt(thr['max'])}"] if thr.get("max") is not None else []))
-        rows.append([f"`{name}`", fmt(m.get("value")), f"[{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "–",
-                     fmt(b.get("value")), arrow(b.get("delta"), m.get("direction", "none")), fmt(b.get("p_value")),
-                     thr_text or "–", ICONS.get(m["status"], m["status"])])
-    s.table(["metric", "value", "95% CI", "baseline", "Δ", "p", "threshold", "status"], rows)
+    metrics = verdict["metrics"]
+    if base:
+        rows = []
+        for name, m in metrics.items():
+            b = m.get("baseline") or {}
+            adj = b.get("p_adjusted")
+            rows.append([f"`{name}`", m.get("role") or "–", fmt(m.get("value")), _ci(m), fmt(b.get("value")),
+                         arrow(b.get("delta"), m.get("direction", "none")), fmt(b.get("p_value")),
+                         fmt(adj) if adj is not None else "–",
+                         ICONS.get(b.get("status"), b.get("status") or "–") if b.get("status") else "–"])
+        s.text(f"**Regression tests against the baseline** (one-sided; p adj. = "
+               f"{gate.get('correction', 'none')} over the primary metrics)")
+        s.table(["metric", "role", "value", "95% CI", "baseline", "Δ", "p", "p adj.", "status"], rows)
+    else:
+        s.table(["metric", "value", "95% CI"], [[f"`{name}`", fmt(m.get("value")), _ci(m)]
+                                                 for name, m in metrics.items()])
+    limited = {name: m for name, m in metrics.items() if _threshold_text(m.get("threshold"))}
+    if limited:
+        s.text("**Thresholds** (absolute limits; below `min_samples` samples only a whole 95% CI past the limit "
+               "fails)")
+        s.table(["metric", "value", "95% CI", "threshold", "status"],
+                [[f"`{name}`", fmt(m.get("value")), _ci(m), _threshold_text(m.get("threshold")),
+                  ICONS.get(m.get("threshold_status"), m.get("threshold_status") or m["status"])]
+                 for name, m in limited.items()])
+    if gate.get("alpha_means"):
+        s.text(f"What alpha means here: {gate['alpha_means']}.")
     notes = [f"- **{name}** ({m['status']}): " + "; ".join(m.get("reasons") or [])
-             for name, m in verdict["metrics"].items() if m["status"] != "pass"]
+             for name, m in metrics.items() if m["status"] != "pass"]
     if notes:
         s.text("\n".join(notes))
     if result == "inconclusive":
         s.text(f"Inconclusive is treated as **{verdict.get('on_inconclusive')}** (input `on-inconclusive`).")
-    sigs = "\n".join(f"{name}: {m.get('signature')}" for name, m in verdict["metrics"].items())
-    gate = verdict.get("gate") or {}
-    s.details("Signatures, gate settings, verdict", f"```\n{sigs}\n```\n\nalpha {gate.get('alpha')}, min samples "
-              f"{gate.get('min_samples')}, bootstrap {gate.get('bootstrap')}, seed {gate.get('seed')}. "
-              f"Verdict: `{verdict_path}`")
+    sigs = "\n".join(f"{name}: {m.get('signature')}" for name, m in metrics.items())
+    s.details("Signatures, gate settings, verdict", f"```\n{sigs}\n```\n\nalpha {gate.get('alpha')} "
+              f"({gate.get('correction', 'none')}), primary {', '.join(gate.get('family') or []) or '–'}, "
+              f"guard {', '.join(n for n, m in metrics.items() if m.get('role') == 'guard') or '–'}, min samples {gate.get('min_samples')}, "
+              f"bootstrap {gate.get('bootstrap')}, seed {gate.get('seed')}. Verdict: `{verdict_path}`")
     return s
 
 

@@ -28,13 +28,23 @@ MODEL_INFO_FILE = "llmops-model.json"
 MODEL_INFO_KEYS = ("model_version", "version", "base_model", "git_sha", "commit", "created", "run_id", "dataset_hash")
 
 
-def build_run(data: EvalData, gens: Generations, *, ref_scores=None, prices=None, backend: str = "") -> EvalRun:
+def prompt_text(sample) -> str:
+    """The question as a judge reads it: the prompt, or the chat turns as ``role: content`` lines."""
+    if sample.messages is None:
+        return sample.prompt or ""
+    return "\n".join(f"{m['role']}: {m['content']}" for m in sample.messages)
+
+
+def build_run(data: EvalData, gens: Generations, *, ref_scores=None, prices=None, backend: str = "",
+              baseline: Baseline | None = None, judge=None) -> EvalRun:
     items = gens.items
     return EvalRun(ids=[s.id for s in data.samples], references=[s.reference for s in data.samples],
                    predictions=[g.text for g in items], latencies=[g.latency_s for g in items],
                    prompt_tokens=[g.prompt_tokens for g in items], output_tokens=[g.output_tokens for g in items],
                    generation_seconds=gens.seconds, ref_scores=ref_scores, prices=dict(prices or {}),
-                   backend=backend)
+                   backend=backend, asserts=[s.asserts for s in data.samples], tools=[s.tools for s in data.samples],
+                   prompts=[prompt_text(s) for s in data.samples], judge=judge,
+                   baseline_outputs=baseline.outputs if baseline is not None else None)
 
 
 def compute_metrics(run: EvalRun, requested: list[str], config: GateConfig) -> tuple[dict[str, MetricResult],
@@ -110,9 +120,12 @@ def build_verdict(*, data: EvalData, gens: Generations, results: dict[str, Metri
                          "min_effect": m.default_min_effect if m.test else None}
         if m.test and name in config.min_effect:
             metrics[name]["min_effect"] = config.min_effect[name]
+    family = [n for n, m in judged.items() if m["role"] == "primary" and (m["baseline"] or {}).get("p_raw")
+              is not None]
     verdict = {
         "schema": VERDICT_SCHEMA,
         "result": result,
+        "checks": checks(judged),
         "on_inconclusive": config.on_inconclusive,
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "tool": {"name": "llmops-actions", "version": __version__},
@@ -122,16 +135,47 @@ def build_verdict(*, data: EvalData, gens: Generations, results: dict[str, Metri
         "seed": config.seed,
         "gate": {"alpha": config.alpha, "min_samples": config.min_samples, "on_inconclusive": config.on_inconclusive,
                  "bootstrap": config.bootstrap, "seed": config.seed, "min_effect": config.min_effect,
-                 "thresholds": {k: v.to_json() for k, v in config.thresholds.items()}, "sources": config.sources},
+                 "thresholds": {k: v.to_json() for k, v in config.thresholds.items()}, "sources": config.sources,
+                 "correction": config.correction, "primary": config.primary, "guard": config.guard,
+                 "family": family, "alpha_means": alpha_means(config, family)},
         "baseline": None if baseline is None else {
             "path": baseline.path, "model_version": (baseline.verdict.get("model") or {}).get("version"),
             "data_hash": (baseline.verdict.get("data") or {}).get("hash"), "result": baseline.verdict.get("result")},
         "metrics": metrics,
         "skipped_metrics": skipped,
         "samples": {"ids": ids, "stats": {name: _rows(res.stats) for name, res in results.items()
-                                          if res.stats is not None and res.metric.test}},
+                                          if res.stats is not None and res.metric.test},
+                    "outputs": [g.text for g in gens.items]},  # the next run's pairwise judge reads them
     }
     return _clean(verdict)
+
+
+def checks(judged: dict[str, dict]) -> dict[str, str]:
+    """The two kinds of checks apart: absolute thresholds, and the regression tests against the baseline."""
+    thr = [m["threshold_status"] for m in judged.values() if m.get("threshold_status")]
+    reg = [(m["baseline"] or {}).get("status") for m in judged.values()]
+    reg = [s for s in reg if s]
+
+    def overall(statuses: list[str]) -> str:
+        for word in ("fail", "inconclusive", "warn"):
+            if word in statuses:
+                return word
+        return "pass" if statuses else "none"
+    return {"thresholds": overall(thr), "regression": overall(reg)}
+
+
+def alpha_means(config: GateConfig, family: list[str]) -> str:
+    """One sentence: what alpha bounds in this run."""
+    if not family:
+        return (f"alpha {config.alpha:g}: no metric was tested against a baseline in this run; thresholds are "
+                "absolute limits, not tests")
+    if config.correction == "none" and len(family) > 1:
+        return (f"alpha {config.alpha:g} per metric (correction none): a candidate of the baseline's quality fails "
+                f"up to {len(family)} x alpha of the time")
+    return (f"alpha {config.alpha:g} bounds the chance that a candidate of the baseline's quality fails the gate "
+            f"on any of its {len(family)} primary metric{'s' if len(family) > 1 else ''} ({config.correction}"
+            f"{' adjusted' if len(family) > 1 else ''} p values); guard metrics only warn and thresholds are "
+            "absolute limits outside this bound")
 
 
 def write_json(path: str | Path, doc: dict) -> Path:

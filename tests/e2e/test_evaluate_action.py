@@ -1,5 +1,6 @@
 """evaluate-and-gate as a workflow uses it, run with act: a local model folder, then two candidates gated against
-a baseline verdict (one better, one a real regression that fails the job step)."""
+a baseline verdict (one better, one a real regression that fails the job step; there accuracy decides and the
+other metrics are guards that only warn)."""
 from __future__ import annotations
 
 import json
@@ -51,6 +52,8 @@ jobs:
           eval-data: examples/data/eval.jsonl
           baseline: ${{{{ steps.good.outputs.verdict-path }}}}
           min-samples: "10"
+          primary-metrics: accuracy
+          correction: westfall-young
           report: {tmp}/bad.json
           python: ${{{{ env.PYTHON }}}}
           install: "false"
@@ -83,3 +86,5 @@ def test_gate_through_act(tmp_path, tiny_model_dir):
     assert verdict["result"] == "fail"
     assert verdict["metrics"]["accuracy"]["baseline"]["p_value"] < 0.001
     assert "accuracy regressed" in result.stdout
+    assert verdict["metrics"]["accuracy"]["role"] == "primary" and verdict["gate"]["family"] == ["accuracy"]
+    assert verdict["metrics"]["rouge1"]["role"] == "guard" and verdict["metrics"]["rouge1"]["status"] == "warn"
