@@ -2,27 +2,29 @@
 
 ``gate_outcome`` reads a candidate's verdict and the verdict it was gated against (both written by
 evaluate-and-gate, schema ``llmops-eval-verdict/1``) and pairs their per-sample 0/1 outcomes of the primary metric
-(accuracy, else exact match) by sample id. It reports both one-sided exact McNemar p-values: ``p_better`` (is the
-candidate right more often? H0: each discordant sample is the candidate's with probability 1/2, so
-p = P(X >= c) for c candidate-only wins out of b + c discordant samples) and ``p_worse`` (the same tail for the
-baseline's b wins: the regression test the gate runs). The gate's own decision is the exit code and the verdict's
-``result``; this module only explains it.
+(accuracy, else exact match) by sample id. It reports both one-sided McNemar p-values, computed with the gate's
+own test (``llmops.eval.stats.mcnemar``: exact for few discordant samples, else the continuity-corrected normal
+approximation): ``p_better`` (is the candidate right more often than the baseline? the gate's test with the roles
+swapped) and ``p_worse`` (is it right less often? the regression test the gate runs; the gate's own value from
+the verdict when it recorded one). The gate's decision is the exit code and the verdict's ``result``; this module
+only explains it.
 """
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 PRIMARY = ("accuracy", "exact_match")
 
 
-def binomial_tail(k: int, n: int) -> float:
-    """P(X >= k) for X ~ Binomial(n, 1/2), exact."""
-    if n <= 0 or k <= 0:
-        return 1.0
-    return sum(math.comb(n, j) for j in range(k, n + 1)) / 2 ** n
+def mcnemar_p(cand: list[float], base: list[float]) -> float:
+    """One-sided p that ``cand`` is right less often than ``base`` on the same samples (the gate's test)."""
+    import numpy as np
+
+    from llmops.eval.stats import mcnemar
+
+    return float(mcnemar(np.asarray(cand), np.asarray(base)).p_value)
 
 
 @dataclass
@@ -104,7 +106,11 @@ def gate_outcome(label: str, version: str, what: str, verdict_path: Path, baseli
     if shared:
         outcome.value = sum(cand[s] > 0.5 for s in shared) / len(shared)
         outcome.baseline_value = sum(base[s] > 0.5 for s in shared) / len(shared)
-        outcome.p_better, outcome.p_worse = binomial_tail(c, b + c), binomial_tail(b, b + c)
+        cand_v, base_v = [cand[s] for s in shared], [base[s] for s in shared]
+        outcome.p_better, outcome.p_worse = mcnemar_p(base_v, cand_v), mcnemar_p(cand_v, base_v)
+        recorded = (metrics[metric].get("baseline") or {}).get("p_value")
+        if isinstance(recorded, (int, float)):
+            outcome.p_worse = float(recorded)
     return outcome
 
 

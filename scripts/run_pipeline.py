@@ -48,8 +48,8 @@ PRESETS = {
     # SmolLM2-135M-Instruct answers the routing question in prose ("I'm sorry for your loss..."): accuracy 0.
     # 24 steps of 8 rows (192 of the 480 training rows, one pass over 40% of them) teach it the one-word answer.
     "smollm2": Preset(TICKETS / "train.jsonl", TICKETS / "eval.jsonl", TICKETS / "thresholds.yml", "chat",
-                      steps=32, learning_rate="2e-4", broken_steps=8, broken_learning_rate="2e-2",
-                      train_args=("--packing", "false", "--checkpoint-steps", "0", "--warmup-steps", "2"),
+                      steps=24, learning_rate="1e-4", broken_steps=8, broken_learning_rate="1e-2",
+                      train_args=("--packing", "false", "--checkpoint-steps", "0"),
                       eval_args=("--metrics", "accuracy", "--max-new-tokens", "6", "--device", "cpu"),
                       name="SmolLM2-135M-Instruct"),
     # A random 115k-parameter model cannot learn the routing task in seconds (it settles on one team): it runs the
@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from(args) -> tuple[PipelineConfig, Preset]:
     preset = PRESETS.get(args.base_model, PRESETS["smollm2"])
     steps, lr = args.max_steps or preset.steps, args.learning_rate or preset.learning_rate
-    common = ["--batch-size", "8", "--seed", "0", *preset.train_args]
+    common = ["--batch-size", "8", *preset.train_args]
     good = Candidate("fine-tune", f"fine-tuned: {steps} steps x 8 rows, learning rate {lr}",
                      ["--max-steps", str(steps), "--learning-rate", lr, *common])
     factor = float(preset.broken_learning_rate) / float(preset.learning_rate)

@@ -40,7 +40,7 @@ def test_the_default_run_fine_tunes_smollm2_past_the_base_model(tmp_path):
     base = json.loads(base_path.read_text())
     assert verdict["result"] == "pass"
     assert base["metrics"]["accuracy"]["value"] < 0.2  # the model as shipped does not answer in the format
-    assert verdict["metrics"]["accuracy"]["value"] >= 0.7  # the example's threshold
+    assert verdict["metrics"]["accuracy"]["value"] >= 0.6  # the example's threshold
     p, b, c = exact_mcnemar_better(verdict, base)
     assert p < 0.01, (p, b, c)
     table = proc.stdout[proc.stdout.index("==> what the gates decided"):]
