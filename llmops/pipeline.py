@@ -167,6 +167,8 @@ class Run:
             total += 2
         self.pipe = Pipeline(cfg, total)
         self.outcomes: list[GateOutcome] = []
+        self.base_label = {"smollm2": "SmolLM2-135M-Instruct", "tiny": "tiny model"}.get(cfg.base_model,
+                                                                                        Path(cfg.base_model).name)
 
     # ------------------------------------------------------------------ stages
     def validate(self) -> None:
@@ -217,7 +219,7 @@ class Run:
     def base_verdict(self, base: Path) -> Path:
         """The base model's verdict: what the first candidate must beat. Cached by model, eval data and settings."""
         cfg = self.cfg
-        self.pipe.banner(f"evaluate-and-gate: the base model {base.name}, as production serves it today")
+        self.pipe.banner(f"evaluate-and-gate: the base model ({self.base_label}), as production serves it today")
         verdict = self.out / "base-verdicts" / base_verdict_key(base, cfg) / "verdict.json"
         if verdict.is_file():
             print(f"    reusing {verdict} (same model, eval data and settings)")
@@ -230,7 +232,7 @@ class Run:
         return verdict
 
     def train(self, base: Path, model_dir: Path, version: str, cand: Candidate) -> None:
-        self.pipe.banner(f"train the {cand.label} candidate: {Path(base).name} -> {model_dir}")
+        self.pipe.banner(f"train the {cand.label} candidate: {self.base_label} -> {model_dir}")
         if cand.what:
             print(f"    {cand.what}")
         self.pipe.run(f"train {cand.label}", [
