@@ -129,6 +129,9 @@ class World:
     def copy_model(self, version: str) -> None:
         sha = _git(self.repo, "rev-parse", "HEAD")
         shutil.copytree(self.store / sha, self.store / version)
+        meta_path = self.store / version / "llmops-model.json"  # as training would have written it for that version
+        meta = json.loads(meta_path.read_text())
+        meta_path.write_text(json.dumps({**meta, "model_version": version}))
 
     def close(self) -> None:
         self.load.stop()
