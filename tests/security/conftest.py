@@ -21,10 +21,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 MB = 1 << 20
+# Peak RSS of the script's own address space: VmHWM starts afresh at exec, while getrusage's ru_maxrss carries the
+# forking parent's high-water mark over exec (a big pytest process would read as the script's peak).
 RSS_WRAPPER = (
-    "import atexit, os, resource, runpy, sys\n"
-    "atexit.register(lambda: open(os.environ['LLMOPS_TEST_RSS'], 'w').write("
-    "str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)))\n"
+    "import atexit, os, runpy, sys\n"
+    "def _hwm():\n"
+    "    with open('/proc/self/status') as f:\n"
+    "        return next(int(l.split()[1]) * 1024 for l in f if l.startswith('VmHWM:'))\n"
+    "atexit.register(lambda: open(os.environ['LLMOPS_TEST_RSS'], 'w').write(str(_hwm())))\n"
     "sys.argv = sys.argv[1:]\n"
     "runpy.run_path(sys.argv[0], run_name='__main__')\n"
 )
