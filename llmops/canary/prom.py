@@ -47,15 +47,15 @@ class Prometheus:
             raise InfraError(f"Prometheus at {self.url} did not answer OK",
                              "check prometheus-url (and the token, if it needs one)")
 
-    def query_value(self, promql: str, at: float | None = None) -> float | None:
-        """One instant query that must return at most one sample. ``None`` = no value (empty or NaN)."""
+    def _query(self, promql: str, at: float | None) -> Any:
+        """One instant query; unreachable / failing Prometheus -> InfraError, a rejected query -> UsageError."""
         import requests
         from prometheus_api_client.exceptions import PrometheusApiClientException
 
         params = {"time": f"{at:.3f}"} if at is not None else None
         self.queries += 1
         try:
-            result: Any = self.client.custom_query(promql, params=params)
+            return self.client.custom_query(promql, params=params)
         except requests.RequestException as exc:
             raise InfraError(f"Prometheus at {self.url} is unreachable: {type(exc).__name__}",
                              "check prometheus-url and that the runner can reach it") from None
@@ -65,6 +65,10 @@ class Prometheus:
                 raise UsageError(f"Prometheus rejected the query {promql!r}: {text[:300]}",
                                  "fix the PromQL template in the queries file") from None
             raise InfraError(f"Prometheus query failed: {text[:300]}", "Prometheus is failing; retry later") from None
+
+    def query_value(self, promql: str, at: float | None = None) -> float | None:
+        """One instant query that must return at most one sample. ``None`` = no value (empty or NaN)."""
+        result: Any = self._query(promql, at)
         if not result:
             return None
         if len(result) > 1:
@@ -80,22 +84,7 @@ class Prometheus:
     def query_buckets(self, promql: str, at: float | None = None) -> dict[str, float] | None:
         """An instant query answering one series per histogram bucket: ``{le: value}``; ``None`` = no series.
         NaN buckets are dropped; a series without an ``le`` label is a template error."""
-        import requests
-        from prometheus_api_client.exceptions import PrometheusApiClientException
-
-        params = {"time": f"{at:.3f}"} if at is not None else None
-        self.queries += 1
-        try:
-            result: Any = self.client.custom_query(promql, params=params)
-        except requests.RequestException as exc:
-            raise InfraError(f"Prometheus at {self.url} is unreachable: {type(exc).__name__}",
-                             "check prometheus-url and that the runner can reach it") from None
-        except PrometheusApiClientException as exc:
-            text = str(exc)
-            if "HTTP Status Code 400" in text or "HTTP Status Code 422" in text:
-                raise UsageError(f"Prometheus rejected the query {promql!r}: {text[:300]}",
-                                 "fix the PromQL template in the queries file") from None
-            raise InfraError(f"Prometheus query failed: {text[:300]}", "Prometheus is failing; retry later") from None
+        result: Any = self._query(promql, at)
         out: dict[str, float] = {}
         for series in result or []:
             le = (series.get("metric") or {}).get("le")
