@@ -131,7 +131,9 @@ def served_lines(verdict: dict) -> list[str]:
 
 
 def outputs(verdict: dict, verdict_path: str) -> dict:
-    out = {"result": verdict["result"], "verdict-path": verdict_path}
+    model = verdict.get("model") or {}
+    out = {"result": verdict["result"], "verdict-path": verdict_path, "model-version": model.get("version") or "",
+           "served-model": model.get("served_model") or ""}
     for name, m in verdict["metrics"].items():
         value = m.get("value")
         out[kebab(name)] = "" if value is None else round(float(value), 6)
