@@ -261,12 +261,12 @@ class EndpointBackend:
                                  "sane") from None
             except (_Deadline, requests.RequestException, OSError) as exc:
                 if not (watch.fired or isinstance(exc, _Deadline)):
-                    last, answered = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}", \
-                        False
+                    answered = False
+                    last = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
                     continue
             if watch.fired or time.monotonic() > deadline:  # the socket was shut: what was read is cut short
-                last, answered = f"no complete reply within --timeout {self.timeout:g}s (a total deadline per " \
-                    "request)", False
+                answered = False
+                last = f"no complete reply within --timeout {self.timeout:g}s (a total deadline per request)"
                 continue
             latency = time.perf_counter() - t0
             if resp.status_code in RETRY_STATUS:
