@@ -16,6 +16,8 @@ from llmops import gha
 from llmops.cli import run_script
 from llmops.errors import UsageError
 
+LATENCY_SAMPLE = 30  # rows timed alone: enough for the gate's default min_samples (30) to decide a latency limit
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
@@ -44,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--api-key-env", dest="api_key_env", default="OPENAI_API_KEY",
                      help="environment variable holding the endpoint's API key")
     gen.add_argument("--concurrency", type=gha.positive_int, default=8, help="endpoint: requests in flight")
+    gen.add_argument("--latency-sample", dest="latency_sample", type=gha.positive_int, default=LATENCY_SAMPLE,
+                     help=f"endpoint: rows sent one at a time first, whose times are the latency metrics (the "
+                     f"server's service time, not queueing); the rest run at --concurrency and give the throughput. "
+                     f"Seeded choice; 0 = every row (default {LATENCY_SAMPLE})")
     gen.add_argument("--timeout", type=float, default=60.0, help="endpoint: seconds per request")
     gen.add_argument("--retries", type=gha.positive_int, default=3, help="endpoint: retries with backoff")
     jud = p.add_argument_group("judge (metrics judge_pairwise, judge_rubric)")
@@ -68,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="exit code policy for an inconclusive result (default fail)")
     gate.add_argument("--min-effect", dest="min_effect", help="drops smaller than this never fail, e.g. "
                       "bleu=1,accuracy=0.02,perplexity=2%%")
+    gate.add_argument("--allow-setting-changes", dest="allow_setting_changes", action="store_true",
+                      help="compare with a baseline generated with other settings (max new tokens, temperature, "
+                      "top p, chat vs completions, system prompt); refused with exit 2 otherwise")
     gate.add_argument("--bootstrap", help="bootstrap resamples (default 1000)")
     gate.add_argument("--seed", help="seed of sub-sampling, bootstrap and sampled generation (default 0)")
     gate.add_argument("--normalize", help="accuracy/exact_match normalisation: comma list of strip, lower, punct, "
@@ -124,8 +133,25 @@ def make_backend(args):
 
         return EndpointBackend(args.endpoint, model=args.endpoint_model, max_new_tokens=args.max_new_tokens,
                                temperature=args.temperature, top_p=args.top_p, concurrency=args.concurrency,
-                               timeout=args.timeout, retries=args.retries, api_key_env=args.api_key_env)
+                               timeout=args.timeout, retries=args.retries, api_key_env=args.api_key_env,
+                               latency_sample=args.latency_sample, seed=args.seed_value)
     return None
+
+
+def served_identity(backend, requested: str) -> dict:
+    """The verdict's model fields for an endpoint: what the server said it served, beside the URL.
+
+    ``version`` (what kubectl-promote checks) is the one ``X-Model-Version`` the replies carried, or the
+    ``model_version`` of the one model ``/v1/models`` lists (our reference server); several versions within one run
+    (a rollout under way) name none, with a warning.
+    """
+    ident = backend.identity
+    fields = {"version": ident.version(), "requested_model": requested or None, **ident.to_json()}
+    if len(ident.versions) > 1:
+        gha.warning("the endpoint answered as several model versions during the evaluation ("
+                    + ", ".join(f"{v}: {n} replies" for v, n in ident.versions.items()) + "); the verdict names "
+                    "no version. Evaluate when the rollout is complete")
+    return fields
 
 
 def main(argv=None) -> int:
@@ -167,6 +193,16 @@ def main(argv=None) -> int:
                         prompt_file=args.judge_prompt, rubric_file=args.judge_rubric,
                         api_key_env=args.judge_api_key_env, concurrency=args.concurrency, timeout=args.timeout)
     data = load_eval_data(args.eval_data, sample_size=args.sample_size, seed=config.seed)
+    from llmops.eval import settings
+
+    generation = None if backend is None else settings.generation_settings(
+        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, samples=data.samples)
+    settings_check = None
+    if baseline is not None:  # before generating: a refused comparison costs nothing
+        settings_check = settings.check(generation, baseline.verdict, baseline.path,
+                                        allow=args.allow_setting_changes)
+        if settings_check["note"]:
+            gha.warning(settings_check["note"])
     ref_scores = None
     if backend is None:
         rows = load_predictions(args.predictions, data.samples)
@@ -180,12 +216,14 @@ def main(argv=None) -> int:
         info = read_model_info(args.model_dir)
         model = {"version": info.get("model_version") or info.get("version"), "path": args.model_dir,
                  "endpoint": redact_url(args.endpoint or ""), "info": info}
+        if gens.served is not None:
+            model.update(served_identity(backend, args.endpoint_model))
         model = {k: v for k, v in model.items() if v}
     run = build_run(data, gens, ref_scores=ref_scores, prices=config.prices, backend=gens.info["backend"],
                     baseline=baseline, judge=judge)
     results, skipped = compute_metrics(run, requested, config)
     verdict = build_verdict(data=data, gens=gens, results=results, skipped=skipped, config=config,
-                            baseline=baseline, model=model)
+                            baseline=baseline, model=model, generation=generation, settings_check=settings_check)
     path = str(write_json(args.report, verdict))
     if args.predictions_out:
         write_predictions(args.predictions_out, data, gens)

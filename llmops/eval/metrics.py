@@ -36,6 +36,8 @@ class EvalRun:
     prompt_tokens: list[int | None] | None = None
     output_tokens: list[int | None] | None = None
     generation_seconds: float | None = None  # wall time of the whole generation phase
+    latency_rows: list[int] | None = None  # rows whose latency is the service time (endpoint: sent alone)
+    throughput: dict | None = None  # endpoint: {requests, seconds, output_tokens, concurrency} under concurrency
     ref_scores: list[tuple[float, int]] | None = None  # (sum of reference NLL, reference tokens) per sample
     prices: dict[str, float] = field(default_factory=dict)  # input_per_1k_tokens, output_per_1k_tokens
     backend: str = ""

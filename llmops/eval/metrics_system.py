@@ -2,8 +2,10 @@
 
 Perplexity and loss need the local backend (it scores each reference given its prompt with the model). Latency
 is per request: for the local backend a request's latency is the wall time of the batch it ran in (what a caller
-would have waited); for an endpoint it is the time of the successful HTTP attempt. ``tokens_per_s`` is generated
-tokens over the wall time of the whole generation phase (throughput of the evaluated system as it was driven).
+would have waited); for an endpoint it is the server's service time, the successful HTTP attempt of the rows sent
+one at a time (``run.latency_rows``; their count is the metric's n), never queueing behind other requests.
+``tokens_per_s`` is generated tokens over wall time: for an endpoint, of the rows run at ``--concurrency``
+(``run.throughput``: throughput under that load), otherwise of the whole generation phase.
 Cost is the mean price of one request from its token counts and the prices given in the config.
 """
 from __future__ import annotations
@@ -66,6 +68,14 @@ class _Latency(Metric):
     q = 50.0
 
     def compute(self, run: EvalRun) -> MetricValue:
+        if run.latency_rows is not None:  # service time: only the rows that ran alone
+            lat = np.asarray([run.latencies[i] for i in run.latency_rows if run.latencies  # type: ignore[index]
+                              and run.latencies[i] is not None], dtype=float)
+            if not len(lat):
+                raise MetricUnavailable(f"{self.name} needs at least one row sent alone (latency-sample)")
+            return MetricValue(float(np.percentile(lat, self.q)), None,
+                               {"mean": float(lat.mean()), "rows_measured": len(lat), "measured": "service time, "
+                                "rows sent one at a time"})
         lat = _complete(run.latencies, "a latency (latency_s)", run, self.name)
         return MetricValue(float(np.percentile(lat, self.q)), None, {"mean": float(lat.mean())})
 
@@ -98,6 +108,11 @@ class TokensPerSecond(Metric):
 
     def compute(self, run: EvalRun) -> MetricValue:
         out = _complete(run.output_tokens, "output token counts", run, self.name)
+        thr = run.throughput or {}
+        if thr.get("output_tokens") is not None and thr.get("seconds"):
+            return MetricValue(float(thr["output_tokens"] / thr["seconds"]), None,
+                               {"tokens": int(thr["output_tokens"]), "seconds": thr["seconds"],
+                                "concurrency": thr.get("concurrency"), "requests": thr.get("requests")})
         if run.generation_seconds is None:
             lat = _complete(run.latencies, "a latency (latency_s)", run, self.name)
             seconds = float(lat.sum())  # predictions made elsewhere: assume they ran one after another

@@ -52,6 +52,8 @@ def summary(verdict: dict, verdict_path: str) -> gha.Summary:
     if base:
         line += f" vs baseline **{base.get('model_version') or base.get('path')}**"
     s.text(line + ".")
+    for extra in served_lines(verdict):
+        s.text(extra)
     metrics = verdict["metrics"]
     if base:
         rows = []
@@ -92,8 +94,46 @@ def summary(verdict: dict, verdict_path: str) -> gha.Summary:
     return s
 
 
+def served_lines(verdict: dict) -> list[str]:
+    """An endpoint run: what the server said it served, which latency is which, the generation settings check."""
+    lines = []
+    model, backend = verdict.get("model") or {}, verdict.get("backend") or {}
+    if model.get("endpoint"):
+        said = [f"model `{model['served_model']}`"] if model.get("served_model") else []
+        if model.get("model_version_header"):
+            said.append(f"`X-Model-Version: {model['model_version_header']}`")
+        listed = [m.get("id") for m in model.get("models_listed") or []]
+        if listed:
+            said.append(f"`/v1/models` lists {', '.join(f'`{x}`' for x in listed[:5])}")
+        lines.append(f"Endpoint {model['endpoint']} answered as " + ("; ".join(said) if said else
+                                                                     "no model it named") + ".")
+    lat, thr = backend.get("latency") or {}, backend.get("throughput") or {}
+    if lat:
+        text = (f"**Latency** (`latency_p50/p95/p99`) is the server's service time: {lat.get('rows_alone')} rows "
+                f"sent one at a time (p50 {fmt(lat.get('p50_alone_s'))} s).")
+        if lat.get("at_concurrency"):
+            text += (f" Under load the same server took p50 {fmt(lat.get('p50_at_concurrency_s'))} s per request "
+                     f"at concurrency {lat['at_concurrency']} (queueing included; not gated).")
+        if lat.get("server_reported_rows"):
+            text += (f" The server's own timing: p50 {fmt(lat.get('server_reported_p50_s'))} s over "
+                     f"{lat['server_reported_rows']} rows.")
+        lines.append(text)
+    if thr:
+        lines.append(f"**Throughput** at concurrency {thr.get('concurrency')} ({thr.get('requests')} requests): "
+                     f"{fmt(thr.get('requests_per_s'))} requests/s, {fmt(thr.get('output_tokens_per_s'))} output "
+                     "tokens/s (`tokens_per_s`).")
+    check = (verdict.get("baseline") or {}).get("settings") or {}
+    if check.get("status") == "same":
+        lines.append("Generation settings: the same as the baseline's.")
+    elif check.get("note"):
+        lines.append(f"⚠️ Generation settings: {check['note']}.")
+    return lines
+
+
 def outputs(verdict: dict, verdict_path: str) -> dict:
-    out = {"result": verdict["result"], "verdict-path": verdict_path}
+    model = verdict.get("model") or {}
+    out = {"result": verdict["result"], "verdict-path": verdict_path, "model-version": model.get("version") or "",
+           "served-model": model.get("served_model") or ""}
     for name, m in verdict["metrics"].items():
         value = m.get("value")
         out[kebab(name)] = "" if value is None else round(float(value), 6)

@@ -41,7 +41,8 @@ def build_run(data: EvalData, gens: Generations, *, ref_scores=None, prices=None
     return EvalRun(ids=[s.id for s in data.samples], references=[s.reference for s in data.samples],
                    predictions=[g.text for g in items], latencies=[g.latency_s for g in items],
                    prompt_tokens=[g.prompt_tokens for g in items], output_tokens=[g.output_tokens for g in items],
-                   generation_seconds=gens.seconds, ref_scores=ref_scores, prices=dict(prices or {}),
+                   generation_seconds=gens.seconds, latency_rows=gens.latency_rows, throughput=gens.throughput,
+                   ref_scores=ref_scores, prices=dict(prices or {}),
                    backend=backend, asserts=[s.asserts for s in data.samples], tools=[s.tools for s in data.samples],
                    prompts=[prompt_text(s) for s in data.samples], judge=judge,
                    baseline_outputs=baseline.outputs if baseline is not None else None)
@@ -62,7 +63,8 @@ def compute_metrics(run: EvalRun, requested: list[str], config: GateConfig) -> t
                                  "use a backend that provides it") from None
             skipped[name] = str(exc)
             continue
-        results[name] = MetricResult(name, metric, mv.value, len(run), mv.stats, None, mv.extra)
+        n = int(mv.extra.get("rows_measured", len(run)))  # latency of an endpoint: the rows sent alone
+        results[name] = MetricResult(name, metric, mv.value, n, mv.stats, None, mv.extra)
     with_stats = [r for r in results.values() if r.stats is not None]
     if len(run) > 1:
         draws = bootstrap_many([(r.metric, r.stats) for r in with_stats], resamples=config.bootstrap,
@@ -109,7 +111,9 @@ def _rows(stats: np.ndarray) -> list:
 
 
 def build_verdict(*, data: EvalData, gens: Generations, results: dict[str, MetricResult], skipped: dict[str, str],
-                  config: GateConfig, baseline: Baseline | None, model: dict) -> dict:
+                  config: GateConfig, baseline: Baseline | None, model: dict, generation: dict | None = None,
+                  settings_check: dict | None = None) -> dict:
+    """The verdict; ``generation`` = settings.generation_settings, ``settings_check`` = settings.check."""
     ids = [s.id for s in data.samples]
     result, judged = judge(results, ids, config, baseline)
     metrics = {}
@@ -131,6 +135,7 @@ def build_verdict(*, data: EvalData, gens: Generations, results: dict[str, Metri
         "tool": {"name": "llmops-actions", "version": __version__},
         "model": model,
         "backend": gens.info,
+        "generation": generation,
         "data": {"path": data.path, "hash": data.hash, "rows": data.rows, "n": len(data)},
         "seed": config.seed,
         "gate": {"alpha": config.alpha, "min_samples": config.min_samples, "on_inconclusive": config.on_inconclusive,
@@ -140,7 +145,8 @@ def build_verdict(*, data: EvalData, gens: Generations, results: dict[str, Metri
                  "family": family, "alpha_means": alpha_means(config, family)},
         "baseline": None if baseline is None else {
             "path": baseline.path, "model_version": (baseline.verdict.get("model") or {}).get("version"),
-            "data_hash": (baseline.verdict.get("data") or {}).get("hash"), "result": baseline.verdict.get("result")},
+            "data_hash": (baseline.verdict.get("data") or {}).get("hash"), "result": baseline.verdict.get("result"),
+            "settings": settings_check},
         "metrics": metrics,
         "skipped_metrics": skipped,
         "samples": {"ids": ids, "stats": {name: _rows(res.stats) for name, res in results.items()

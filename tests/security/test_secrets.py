@@ -76,7 +76,7 @@ def test_evaluate_keeps_the_api_key_out_even_when_the_server_echoes_it(runner, h
     host = hostile(echo(400)).removeprefix("http://")
     res = runner.run("evaluate_and_gate.py", inputs=eval_inputs(runner, f"http://bot:{PROM_PASSWORD}@{host}"),
                      env={**STEP_ENV, "OPENAI_API_KEY": API_KEY})
-    assert res.code == 3 and "bad request with" in res.log, res.log[-1500:]
+    assert res.code == 2 and "bad request with" in res.log, res.log[-1500:]  # a 4xx: the request is wrong
     assert_no_leak(runner, res, [API_KEY, PROM_PASSWORD, *STEP_ENV.values()])
 
 

@@ -13,6 +13,7 @@ class Generation:
     latency_s: float | None = None
     prompt_tokens: int | None = None
     output_tokens: int | None = None
+    server_s: float | None = None  # the server's own time for the request, where it reports one
 
 
 @dataclass
@@ -20,6 +21,9 @@ class Generations:
     items: list[Generation]
     seconds: float | None  # wall time of the whole generation phase (None: unknown, e.g. a predictions file)
     info: dict
+    latency_rows: list[int] | None = None  # rows whose latency is the service time (sent alone); None: every row
+    throughput: dict | None = None  # {concurrency, requests, seconds, output_tokens} of the concurrent phase
+    served: dict | None = None  # what the server said it served (backends.served.Identity.to_json())
 
     @property
     def texts(self) -> list[str]:
