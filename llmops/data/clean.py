@@ -46,19 +46,20 @@ def _keep_mask(flags: np.ndarray, strict: bool) -> np.ndarray:
     return (flags & bad) == 0
 
 
-def _open_text_out(path: str):
-    if path.endswith(".gz"):
+def _open_text_out(path: str, name: str):
+    """``path`` opened for writing, compressed as ``name``'s suffix says."""
+    if name.endswith(".gz"):
         return gzip.open(path, "wb")
-    if path.endswith(".zst"):
+    if name.endswith(".zst"):
         import zstandard
 
         return zstandard.ZstdCompressor().stream_writer(open(path, "wb"), closefd=True)
     return open(path, "wb", buffering=1 << 20)
 
 
-def _write_jsonl(tmp: str, sources, chunks, keep: np.ndarray, max_line: int) -> int:
+def _write_jsonl(tmp: str, name: str, sources, keep: np.ndarray, max_line: int) -> int:
     written, row = 0, 0
-    with _open_text_out(tmp) as out:
+    with _open_text_out(tmp, name) as out:
         for src in sources:
             for lines in LineBlocks(Path(src.path), keep_ends=True, max_line=max_line):
                 for line in lines:
@@ -127,7 +128,7 @@ def write_clean(path: str, sources: list[Source], chunks, flags: np.ndarray, str
     tmp = str(target.with_name(f".{target.name}.partial"))
     try:
         if kind == "jsonl":
-            rows = _write_jsonl(tmp, sources, chunks, keep, max_line)
+            rows = _write_jsonl(tmp, str(target), sources, keep, max_line)
         else:
             rows = _write_table(tmp, kind, sources, keep)
         os.replace(tmp, target)

@@ -304,11 +304,14 @@ def column_problems(schema, fmt: str | None) -> list[tuple[str, str]]:
 
 
 def table_rows(batch) -> list[dict]:
-    """A record batch as row dicts; null fields of chat message structs are left out (Parquet gives every message
-    every field any message has), and a messages column of JSON text is parsed."""
+    """A record batch as row dicts; null cells are left out (a column exists for every row, so null is how a table
+    says the field is missing), so are null fields of chat message structs (Parquet gives every message every
+    field any message has), and a messages column of JSON text is parsed."""
     import json
 
     rows = batch.to_pylist()
+    if any(c.null_count for c in batch.columns):
+        rows = [{k: v for k, v in row.items() if v is not None} for row in rows]  # a null cell is a missing field
     if "messages" in batch.schema.names:
         for row in rows:
             msgs = row.get("messages")
