@@ -4,10 +4,11 @@ time where it can be.
 First the file's column types are checked against the preset once (llmops/data/sources.py ``column_problems``):
 a missing column or a column of ints where text is expected is one error naming the file, the column, the type
 found and the type expected; every row of the file then counts as having an error. Otherwise each record batch
-goes through the columnar fast path (flat presets, no optional per-row check): pyarrow.compute normalises the
-whitespace exactly as ``checks.normalize`` does (the regex class below is every code point ``str.isspace`` holds),
-finds empty or whitespace-only strings in every text column and checks the schema's string length bounds; the
-duplicate key, its hash and length are the same as the JSONL path computes, so a Parquet row duplicating a JSONL
+goes through the columnar fast path (flat presets, no optional per-row check): the whitespace of each string is
+classified from the column's buffers with numpy (``fastpath.string_modes``), so normalising is ``strip`` for most
+strings, as on the JSONL fast path; empty or whitespace-only strings are found in every text column, and the
+schema's string length bounds checked per column; the duplicate key, its hash and length are the same as the
+JSONL path computes, so a Parquet row duplicating a JSONL
 row is found. Rows the fast path does not accept (nulls, empty strings, nested columns, a schema beyond length
 bounds) go through ``RowState.judge`` one by one, which explains their problems. Rows are named by their 0-based
 index and, for Parquet, their row group.
@@ -17,25 +18,31 @@ from __future__ import annotations
 import numpy as np
 import xxhash
 
+from llmops.data.fastpath import normalized, string_modes
 from llmops.data.formats import Problem
 from llmops.data.problems import ERR, NOKEY, Loc
 from llmops.data.scan import FLAT, ChunkResult, RowState, ScanConfig, context, finish_chunk, new_chunk
 from llmops.data.sources import Source, Table, column_problems, is_text, table_rows
 
-SPACE = r"[\t\n\x0b\x0c\r\x1c-\x1f \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]+"
 
-
-def _normalised(col):
+def _text(col):
+    """A text column as a plain (large_)string array without nulls, or None when it has nulls."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
+    if col.null_count:
+        return None
     if pa.types.is_dictionary(col.type):
         col = col.cast(col.type.value_type)
-    return pc.utf8_trim(pc.replace_substring_regex(col, SPACE, " "), " ")
+    if pa.types.is_string_view(col.type):
+        col = col.cast(pa.large_string())
+    return col
 
 
 def _fast(batch, keys: tuple[str, ...], limits, empty: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """``(hashes, lengths, accepted)`` for a batch, or None when the batch has a column only rows can check."""
+    """``(hashes, lengths, accepted)`` for a batch, or None when the batch has a column only rows can check.
+
+    The duplicate key is built as the JSONL fast path builds it (``fastpath.normalized`` over the strings, with
+    the whitespace modes read from the column's buffers instead of the JSON lines)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -43,14 +50,18 @@ def _fast(batch, keys: tuple[str, ...], limits, empty: bool) -> tuple[np.ndarray
     ok = np.ones(n, dtype=bool)
     normed = []
     for name in keys:
-        col = batch.column(name)
-        norm = _normalised(col)
-        ok &= pc.fill_null(pc.greater(pc.utf8_length(norm), 0), False).to_numpy(zero_copy_only=False)
+        col = _text(batch.column(name))
+        if col is None:
+            return None  # a null: the rows say which
+        raw = col.to_pylist()
         if limits is not None:
             lo, hi = limits[name]
-            length = pc.fill_null(pc.utf8_length(col), 0).to_numpy(zero_copy_only=False)
+            length = np.fromiter(map(len, raw), dtype=np.int64, count=n)
             ok &= (length >= lo) & (length <= hi)
-        normed.append(pc.fill_null(norm, ""))
+        norm = normalized(raw, string_modes(col))
+        if "" in norm:
+            ok &= np.fromiter(map(bool, norm), dtype=bool, count=n)
+        normed.append(norm)
     for name, field in zip(batch.schema.names, batch.schema, strict=True):
         if name in keys:
             continue
@@ -58,13 +69,14 @@ def _fast(batch, keys: tuple[str, ...], limits, empty: bool) -> tuple[np.ndarray
         if pa.types.is_nested(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
             return None  # strings inside lists/structs (or bytes): the row walk finds their empty values
         if empty and is_text(t):
-            blank = pc.equal(pc.utf8_length(_normalised(batch.column(name))), 0)
+            col = batch.column(name)
+            if pa.types.is_dictionary(t):
+                col = col.cast(t.value_type)
+            blank = pc.or_(pc.equal(pc.utf8_length(col), 0), pc.utf8_is_space(col))
             ok &= ~pc.fill_null(blank, False).to_numpy(zero_copy_only=False)
-    joined = normed[0] if len(normed) == 1 else pc.binary_join_element_wise(*normed, "\x1f")
-    lengths = pc.utf8_length(joined).to_numpy(zero_copy_only=False).astype(np.uint32)
-    data = joined.cast(pa.binary()).to_pylist()
-    hashes = np.fromiter(map(xxhash.xxh3_64_intdigest, data), dtype=np.uint64, count=n)
-    return hashes, lengths, ok
+    texts = normed[0] if len(normed) == 1 else list(map("\x1f".join, zip(*normed, strict=True)))
+    hashes = np.fromiter(map(xxhash.xxh3_64_intdigest, map(str.encode, texts)), dtype=np.uint64, count=n)
+    return hashes, np.fromiter(map(len, texts), dtype=np.uint32, count=n), ok
 
 
 def scan_table(cfg: ScanConfig, file_index: int) -> ChunkResult:
@@ -88,7 +100,8 @@ def scan_table(cfg: ScanConfig, file_index: int) -> ChunkResult:
         state = RowState(cfg, ctx, res)
         names = set(table.schema.names)
         limits = None
-        fast = bool(keys) and cfg.fmt is not None and not state.extra_checks and set(keys) <= names
+        fast = bool(keys) and not state.extra_checks and set(keys) <= names and all(
+            is_text(table.schema.field(k).type) for k in keys)
         if fast and ctx.schema is not None:
             limits = ctx.schema.string_limits(keys) if names == set(keys) else None
             fast = limits is not None

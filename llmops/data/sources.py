@@ -235,7 +235,8 @@ class Table:
         try:
             if self._pf is not None:
                 for group in range(self._pf.num_row_groups):
-                    for batch in self._pf.iter_batches(BATCH_ROWS, row_groups=[group], columns=columns):
+                    for batch in self._pf.iter_batches(BATCH_ROWS, row_groups=[group], columns=columns,
+                                                        use_threads=False):
                         yield start, group, batch
                         start += batch.num_rows
                 return
