@@ -6,6 +6,8 @@
   per row the arrays hold (hash 8, length 4, flags 1) stays at about 1 byte per row plus the duplicates;
 - length outliers: rows whose length (tokens when a tokenizer is given, else characters) is beyond Tukey's far-out
   fences (3 x IQR) on the log scale (quartiles from the order statistics: the log is monotonic);
+  percentiles are exact order statistics found with a 16-bit histogram and a second pass over the few rows in
+  the bins that hold them, so no column is copied or sorted whole;
 - sample counts: ``min-samples`` counts rows without errors, ``max-samples`` counts all rows;
 - statistics for the report and summary (length percentiles and a power-of-two histogram).
 
@@ -25,7 +27,7 @@ from llmops.data.problems import DUP, ERR, NOKEY, WARN, Loc, ProblemSink
 if TYPE_CHECKING:
     from llmops.data.validate import Options
 
-SLICE = 1 << 20    # rows per step of the whole-array passes (their temporaries stay this small)
+SLICE = 1 << 16    # rows per step of the whole-array passes (their temporaries stay this small)
 BUCKETS = 8        # slices of the hash space sorted one at a time
 
 
@@ -98,11 +100,17 @@ def _repeated_hashes(m: Merged) -> np.ndarray:
     return np.concatenate(found) if found else np.empty(0, np.uint64)
 
 
+def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """``np.isin`` for a sorted set, without isin's sort of both arrays together."""
+    idx = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return sorted_set[idx] == values
+
+
 def _duplicates(o: Options, m: Merged, locate: Locator, sink: ProblemSink) -> dict:
     repeated = _repeated_hashes(m)
     if not len(repeated):
         return {"duplicates": 0, "groups": 0}
-    rows = np.concatenate([np.flatnonzero(_keyed(m.flags, s, s + SLICE) & np.isin(m.hashes[s:s + SLICE], repeated))
+    rows = np.concatenate([np.flatnonzero(_keyed(m.flags, s, s + SLICE) & _member(m.hashes[s:s + SLICE], repeated))
                            + s for s in range(0, len(m), SLICE)])
     order = np.argsort(m.hashes[rows], kind="stable")  # rows ascending within each hash
     grouped, h = rows[order], m.hashes[rows][order]
@@ -125,9 +133,30 @@ def _duplicates(o: Options, m: Merged, locate: Locator, sink: ProblemSink) -> di
     return {"duplicates": int(len(dup_rows)), "groups": int(len(repeated))}
 
 
-def _keyed_values(m: Merged, values: np.ndarray) -> np.ndarray:
-    return np.concatenate([values[s:s + SLICE][_keyed(m.flags, s, s + SLICE)] for s in range(0, len(m), SLICE)]
-                          or [values[:0]])
+def _keyed_slices(m: Merged, values: np.ndarray):
+    """The values of keyed rows, one slice at a time (no copy of the whole column)."""
+    for s in range(0, len(m), SLICE):
+        yield values[s:s + SLICE][_keyed(m.flags, s, s + SLICE)]
+
+
+def _order_stats(m: Merged, values: np.ndarray, ks: list[int]) -> dict[int, int]:
+    """The ``k``-th smallest keyed values (0-based), exactly, in two passes of bounded memory: a histogram of the
+    values' top 16 bits, then the values of the few bins that hold the wanted ranks."""
+    top = max((int(v.max()) for v in _keyed_slices(m, values) if len(v)), default=0)
+    shift = max(0, top.bit_length() - 16)
+    counts = np.zeros((top >> shift) + 1, dtype=np.int64)
+    for v in _keyed_slices(m, values):
+        counts += np.bincount(v >> shift, minlength=len(counts))
+    cum = np.cumsum(counts)
+    bins = {k: int(np.searchsorted(cum, k, side="right")) for k in ks}
+    found = {b: [] for b in set(bins.values())}
+    wanted = np.array(sorted(found), dtype=np.int64)
+    for v in _keyed_slices(m, values):
+        hit = v[np.isin(v >> shift, wanted)]
+        for b in found:
+            found[b].append(hit[(hit >> shift) == b])
+    ordered = {b: np.sort(np.concatenate(parts)) for b, parts in found.items()}
+    return {k: int(ordered[b][k - (int(cum[b - 1]) if b else 0)]) for k, b in bins.items()}
 
 
 def _lerp(a: float, b: float, t: float) -> float:
@@ -135,26 +164,27 @@ def _lerp(a: float, b: float, t: float) -> float:
     return b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t
 
 
-def _log_quartiles(values: np.ndarray) -> tuple[float, float]:
-    """``np.percentile(np.log1p(values), [25, 75])`` without the float64 copy of every value."""
-    n = len(values)
-    idx = [q * (n - 1) for q in (0.25, 0.75)]
-    kth = sorted({int(np.floor(i)) for i in idx} | {min(int(np.floor(i)) + 1, n - 1) for i in idx})
-    part = np.partition(values, kth)
+def _percentiles(m: Merged, values: np.ndarray, n: int, qs: list[float], transform=float) -> list[float]:
+    """``np.percentile(transform(keyed values), qs)`` (linear method) for a monotonic ``transform``."""
+    idx = [q / 100 * (n - 1) for q in qs]
+    ks = sorted({int(np.floor(i)) for i in idx} | {min(int(np.floor(i)) + 1, n - 1) for i in idx})
+    stats = _order_stats(m, values, ks)
     out = []
     for i in idx:
         lo = int(np.floor(i))
-        a, b = float(np.log1p(np.float64(part[lo]))), float(np.log1p(np.float64(part[min(lo + 1, n - 1)])))
-        out.append(_lerp(a, b, i - lo))
-    return out[0], out[1]
+        out.append(_lerp(transform(stats[lo]), transform(stats[min(lo + 1, n - 1)]), i - lo))
+    return out
+
+
+def _keyed_count(m: Merged) -> int:
+    return sum(int(np.count_nonzero(_keyed(m.flags, s, s + SLICE))) for s in range(0, len(m), SLICE))
 
 
 def _outliers(o: Options, m: Merged, locate: Locator, sink: ProblemSink, lengths: np.ndarray, unit: str) -> dict:
-    keyed_values = _keyed_values(m, lengths)
-    if len(keyed_values) < 20:
+    n = _keyed_count(m)
+    if n < 20:
         return {"outliers": 0, "note": "fewer than 20 rows: no outlier test"}
-    q1, q3 = _log_quartiles(keyed_values)
-    del keyed_values
+    q1, q3 = _percentiles(m, lengths, n, [25, 75], lambda v: float(np.log1p(np.float64(v))))
     spread = max(q3 - q1, 0.25)
     lo, hi = float(np.expm1(q1 - 3 * spread)), float(np.expm1(q3 + 3 * spread))
     rows = np.concatenate([np.flatnonzero(_keyed(m.flags, s, s + SLICE) & ((lengths[s:s + SLICE] < lo)
@@ -170,24 +200,32 @@ def _outliers(o: Options, m: Merged, locate: Locator, sink: ProblemSink, lengths
     return {"outliers": int(len(rows)), "low": round(lo, 1), "high": round(hi, 1)}
 
 
-def length_stats(values: np.ndarray) -> dict:
-    if len(values) == 0:
+def length_stats(m: Merged, values: np.ndarray) -> dict:
+    """min, percentiles, max, mean and a power-of-two histogram of the keyed rows' lengths (``np.percentile``'s
+    numbers, without a copy of the column)."""
+    n = _keyed_count(m)
+    if n == 0:
         return {}
-    p50, p95, p99 = np.percentile(values, [50, 95, 99]).tolist()
-    top = int(values.max())
+    p50, p95, p99 = _percentiles(m, values, n, [50, 95, 99])
+    low = min(int(v.min()) for v in _keyed_slices(m, values) if len(v))
+    top = max(int(v.max()) for v in _keyed_slices(m, values) if len(v))
+    total = sum(int(v.sum(dtype=np.uint64)) for v in _keyed_slices(m, values))
     edges = [0] + [2 ** k for k in range(max(1, top.bit_length()) + 1)]
-    counts = np.histogram(values, bins=edges + [edges[-1] + 1])[0].tolist()
+    bins = edges + [edges[-1] + 1]
+    counts = np.zeros(len(bins) - 1, dtype=np.int64)
+    for v in _keyed_slices(m, values):
+        counts += np.histogram(v, bins=bins)[0]
     uppers = edges[1:] + [edges[-1] + 1]
-    hist = [{"from": a, "to": b - 1, "rows": n} for a, b, n in zip(edges, uppers, counts, strict=True) if n]
-    return {"min": int(values.min()), "p50": round(p50, 1), "p95": round(p95, 1), "p99": round(p99, 1),
-            "max": top, "mean": round(float(values.mean()), 1), "histogram": hist}
+    hist = [{"from": a, "to": b - 1, "rows": c} for a, b, c in zip(edges, uppers, counts.tolist(), strict=True) if c]
+    return {"min": low, "p50": round(p50, 1), "p95": round(p95, 1), "p99": round(p99, 1),
+            "max": top, "mean": round(total / n, 1), "histogram": hist}
 
 
 def dataset_checks(o: Options, m: Merged, locate: Locator, sink: ProblemSink) -> dict:
     """Run the dataset-wide checks; set their flags in ``m.flags``; return the statistics for the report."""
-    stats: dict = {"chars": length_stats(_keyed_values(m, m.lengths))}
+    stats: dict = {"chars": length_stats(m, m.lengths)}
     if m.tokens is not None:
-        stats["tokens"] = length_stats(_keyed_values(m, m.tokens))
+        stats["tokens"] = length_stats(m, m.tokens)
     if o.duplicates != "off":
         stats["duplicates"] = _duplicates(o, m, locate, sink)
     if o.length_outliers != "off":

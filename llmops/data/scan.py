@@ -28,6 +28,7 @@ from llmops.data.reader import MAX_DEPTH, MAX_LINE_BYTES, LineBlocks
 
 TOKEN_BATCH = 512
 BATCH = 1024
+SPILL_ROWS = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -64,18 +65,21 @@ class RowArrays:
     """What a scan keeps per row, and all it keeps: the 8-byte hash of the row's duplicate key, its length (4
     bytes), its flags (1 byte) and, with a tokenizer, its token count (4 bytes). Every code path (the JSONL fast
     batch, the inline fast row, the careful row, the columnar batch) appends through these methods, so the arrays
-    stay in step. ``spill`` writes them to files and frees them; ``validate`` reads them back into one array per
-    field for the dataset-wide checks."""
+    stay in step. Rows are appended to files under ``prefix`` every ``SPILL_ROWS`` (``maybe_flush``), so a scan
+    holds at most that many in memory; ``validate`` reads the files back into one array per field. Indexes are
+    the row's number in the chunk."""
 
     FIELDS = (("hashes", "Q"), ("lengths", "I"), ("flags", "B"), ("tokens", "I"))
 
-    def __init__(self):
+    def __init__(self, prefix: str = "", with_tokens: bool = False):
+        self.prefix, self.with_tokens = prefix, with_tokens
         self.hashes, self.lengths, self.tokens = array("Q"), array("I"), array("I")
         self.flags = bytearray()
+        self.base = 0                      # rows already written to the files
         self.files: dict[str, str] = {}
 
     def __len__(self) -> int:
-        return len(self.flags)
+        return self.base + len(self.flags)
 
     def add(self, digest: int, length: int, flag: int) -> None:
         self.hashes.append(digest)
@@ -98,27 +102,42 @@ class RowArrays:
         self.flags += flags
 
     def mark(self, index: int, flag: int) -> None:
-        self.flags[index] |= flag
-
-    def drop_from(self, n: int) -> None:
-        del self.flags[n:], self.hashes[n:], self.lengths[n:]
+        self.flags[index - self.base] |= flag
 
     def set_tokens(self, index: int, n: int) -> None:
-        self.tokens.extend([0] * (index + 1 - len(self.tokens)))
-        self.tokens[index] = n
+        i = index - self.base
+        self.tokens.extend([0] * (i + 1 - len(self.tokens)))
+        self.tokens[i] = n
 
-    def spill(self, prefix: str, with_tokens: bool) -> None:
-        if with_tokens:
-            self.tokens.extend([0] * (len(self) - len(self.tokens)))
+    def maybe_flush(self, pending: int | None = None) -> None:
+        """Write out the rows held in memory once there are ``SPILL_ROWS``, up to the first row still waiting for
+        its token count (``pending``)."""
+        if len(self.flags) >= SPILL_ROWS:
+            self.flush(len(self.flags) if pending is None else pending - self.base)
+
+    def flush(self, k: int | None = None) -> None:
+        k = len(self.flags) if k is None else k
+        if k <= 0:
+            return
+        if self.with_tokens:
+            self.tokens.extend([0] * (k - len(self.tokens)))
         for name, _ in self.FIELDS:
-            if name == "tokens" and not with_tokens:
+            if name == "tokens" and not self.with_tokens:
                 continue
-            path = f"{prefix}.{name}"
-            with open(path, "wb") as fh:
-                fh.write(getattr(self, name))
-            self.files[name] = path
-        self.rows = len(self)
-        self.hashes = self.lengths = self.tokens = self.flags = None  # type: ignore[assignment]
+            path = self.files.setdefault(name, f"{self.prefix}.{name}")
+            data = getattr(self, name)
+            with open(path, "ab") as fh:
+                fh.write(memoryview(data)[:k])
+            del data[:k]
+        self.base += k
+
+    def spill(self) -> None:
+        """Write out every row; nothing per row stays in memory."""
+        self.flush()
+        for name, _ in self.FIELDS:
+            if name != "tokens" or self.with_tokens:
+                path = self.files.setdefault(name, f"{self.prefix}.{name}")
+                open(path, "ab").close()  # a chunk without rows still has (empty) files
 
 
 @dataclass
@@ -209,13 +228,14 @@ FLAT = {"prompt-completion": ("prompt", "completion"), "text": ("text", None)}
 def new_chunk(cfg: ScanConfig, file_index: int, start: int = 0, unit: str = "line") -> ChunkResult:
     res = ChunkResult(file_index, start, unit)
     res.sink = ProblemSink(os.path.join(cfg.spool_dir, f"{file_index}-{start}.jsonl"), cfg.keep)
+    res.arrays = RowArrays(os.path.join(cfg.spool_dir, f"{file_index}-{start}"), cfg.tokenizer is not None)
     return res
 
 
 def finish_chunk(cfg: ScanConfig, ctx: Context, res: ChunkResult) -> ChunkResult:
     res.sink.close()
     res.rows = len(res.arrays)
-    res.arrays.spill(os.path.join(cfg.spool_dir, f"{res.file_index}-{res.start}"), ctx.tokens is not None)
+    res.arrays.spill()
     return res
 
 
@@ -270,6 +290,7 @@ def scan_chunk(cfg: ScanConfig, file_index: int, start: int = 0, end: int | None
                             state.flush_tokens(full_only=True)
                             continue
                     state.add(cfg.loc(file_index, lineno), row, line)
+            rows.maybe_flush(state.pending())
         state.flush_tokens()
     finally:
         if collect:
@@ -325,6 +346,10 @@ class RowState:
     def add(self, loc: Loc, row: object, line: bytes | None = None) -> None:
         self.rows.add(*self.judge(len(self.rows), loc, row, line))
         self.flush_tokens(full_only=True)
+
+    def pending(self) -> int | None:
+        """The first row still waiting for its token count."""
+        return self.token_batch[0][0] if self.token_batch else None
 
     def extra(self, index: int, loc: Loc, kf: str | None, row: dict, text: str, digest: int) -> int:
         cfg, ctx = self.cfg, self.ctx

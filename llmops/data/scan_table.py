@@ -94,6 +94,7 @@ def scan_table(cfg: ScanConfig, file_index: int) -> ChunkResult:
             for _start, _group, batch in table.batches(columns=[] if src.kind == "parquet" else None):
                 n = batch.num_rows
                 rows.extend_raw(bytes(8 * n), bytes(4 * n), bytes([ERR | NOKEY]) * n)
+                rows.maybe_flush()
             return finish_chunk(cfg, ctx, res)
         k1, k2 = FLAT.get(cfg.key_fmt, (None, None))
         keys = () if k1 is None else (k1,) if k2 is None else (k1, k2)
@@ -122,6 +123,7 @@ def scan_table(cfg: ScanConfig, file_index: int) -> ChunkResult:
                     hashes[i], lengths[i], flags[i] = state.judge(base + i, loc, row)
             rows.extend_raw(hashes.tobytes(), lengths.tobytes(), flags.tobytes())
             state.flush_tokens(full_only=True)
+            rows.maybe_flush(state.pending())
         state.flush_tokens()
     finally:
         res.sink.close()
