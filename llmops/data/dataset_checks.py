@@ -1,7 +1,7 @@
 """Dataset-wide checks of validate-data, run on the merged per-row arrays after the streaming pass.
 
 - exact duplicates: the 8-byte hashes of the normalised texts are sorted one slice of the hash space at a time
-  (an eighth of them at once, 1 byte per row) to find the hashes that occur more than once; only the rows holding
+  (a sixteenth of them at once, half a byte per row) to find the hashes that occur more than once; only the rows holding
   those are then looked at, and each is reported with the first occurrence it repeats. Memory above the 13 bytes
   per row the arrays hold (hash 8, length 4, flags 1) stays at about 1 byte per row plus the duplicates;
 - length outliers: rows whose length (tokens when a tokenizer is given, else characters) is beyond Tukey's far-out
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from llmops.data.validate import Options
 
 SLICE = 1 << 16    # rows per step of the whole-array passes (their temporaries stay this small)
-BUCKETS = 8        # slices of the hash space sorted one at a time
+BUCKETS = 16       # slices of the hash space sorted one at a time
 
 
 @dataclass
