@@ -34,6 +34,7 @@ from llmops.data.reader import (
     sniff_encoding,
     split_ranges,
 )
+from llmops.data.rows import RowArrays
 from llmops.data.sources import Source, Table, resolve
 from llmops.errors import InputError, LLMOpsError, UsageError
 
@@ -271,7 +272,7 @@ def validate(o: Options) -> Outcome:
 def _merge(chunks: list[scan.ChunkResult], total: int, tokens: bool) -> Merged:
     """Read every chunk's spilled arrays into one array per field (nothing else per row is in memory)."""
     arrays = {}
-    for name, code in scan.RowArrays.FIELDS:
+    for name, code in RowArrays.FIELDS:
         if name == "tokens" and not tokens:
             continue
         dest = np.empty(total, dtype=np.dtype(code))
