@@ -220,7 +220,9 @@ def _worker(args):
 def _run(cfg: scan.ScanConfig, tasks, workers: int) -> list[scan.ChunkResult]:
     if workers <= 1 or len(tasks) <= 1:
         return [_scan(cfg, *task) for task in tasks]
-    method = "fork" if sys.platform == "linux" and threading.active_count() == 1 else "spawn"
+    # pyarrow starts C++ threads that threading does not count, and a fork copies none of them: spawn then
+    tables = any(cfg.kind(i) != "jsonl" for i in range(len(cfg.files)))
+    method = "fork" if sys.platform == "linux" and threading.active_count() == 1 and not tables else "spawn"
     with mp.get_context(method).Pool(min(workers, len(tasks))) as pool:
         results = pool.map(_worker, [(cfg, *t) for t in tasks], chunksize=1)
     for res in results:

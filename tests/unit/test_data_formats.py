@@ -183,3 +183,11 @@ def test_train_and_eval_read_parquet_through_the_same_reader(tmp_path):
         load_eval_data(evals)
     data = load_eval_data(parquet(tmp_path / "ok.parquet", [{"prompt": "2+2?", "reference": "4"}]))
     assert data.samples[0].reference == "4" and data.rows == 1
+
+
+def test_tables_and_big_jsonl_in_worker_processes(tmp_path):
+    rows = ROWS * 3
+    single = check(write_jsonl(tmp_path / "a.jsonl", rows), parquet(tmp_path / "b.parquet", rows), workers=1)
+    pooled = check(tmp_path / "a.jsonl", tmp_path / "b.parquet", workers=2)
+    assert pooled[1]["stats"] == single[1]["stats"] and pooled[2] == single[2]
+    assert single[1]["stats"]["duplicates"]["duplicates"] == 2 * len(rows) - len(ROWS)  # every repeat, both files
