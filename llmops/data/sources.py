@@ -188,7 +188,7 @@ class Table:
             if src.kind == "parquet":
                 import pyarrow.parquet as pq
 
-                self._pf = pq.ParquetFile(src.path, memory_map=False)
+                self._pf = pq.ParquetFile(src.path, memory_map=False, pre_buffer=False)  # its cache would keep every row group read
                 self.schema = self._pf.schema_arrow
                 meta = self._pf.metadata
                 sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
