@@ -122,13 +122,14 @@ def string_modes(arr) -> np.ndarray:
     buf = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
     ends = offsets[1:] - offsets[0]
     newline = buf == 10
-    ws = newline | (buf == 32)
-    odd = ((buf - np.uint8(32)) >= 96) & ~newline  # control characters (wrapped below 32) and non-ASCII bytes
-    bad = ws[:-1] & ws[1:]  # two spaces, or a newline next to a space or a newline
+    ws = buf == 32
+    ws |= newline
+    odd = np.flatnonzero((buf - np.uint8(32)) >= 96)  # control characters (wrapped below 32), non-ASCII bytes
+    odd = odd[buf[odd] != 10]                         # ... but a newline is mode 1
     lines = np.flatnonzero(newline)
     if len(lines):
         modes[np.searchsorted(ends, lines, side="right")] = 1
-    for positions in (np.flatnonzero(bad), np.flatnonzero(odd)):
+    for positions in (np.flatnonzero(ws[:-1] & ws[1:]), odd):  # two spaces, a newline next to a space/newline
         if len(positions):
             modes[np.searchsorted(ends, positions, side="right")] = 2
     return modes

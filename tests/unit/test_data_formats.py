@@ -191,3 +191,16 @@ def test_tables_and_big_jsonl_in_worker_processes(tmp_path):
     pooled = check(tmp_path / "a.jsonl", tmp_path / "b.parquet", workers=2)
     assert pooled[1]["stats"] == single[1]["stats"] and pooled[2] == single[2]
     assert single[1]["stats"]["duplicates"]["duplicates"] == 2 * len(rows) - len(ROWS)  # every repeat, both files
+
+
+def test_columnar_normalising_equals_the_row_normaliser():
+    import random
+
+    from llmops.data.checks import normalize
+    from llmops.data.fastpath import normalized, string_modes
+
+    rnd = random.Random(1)
+    alphabet = ["a", "b", " ", "\n", "\t", "é", "\x1c", "  ", "\u3000", "\r", "\x85", "~", "\x7f", "\x01"]
+    strs = ["".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 8))) for _ in range(5000)]
+    for arr in (pa.array(strs), pa.array(strs).slice(7, 3000), pa.array(strs, pa.large_string())):
+        assert normalized(arr.to_pylist(), string_modes(arr)) == [normalize(s) for s in arr.to_pylist()]
