@@ -9,6 +9,9 @@ Measures, on the same generated prompt/completion file:
          subprocess so its peak RSS is its own; also run on a 10x smaller file to show memory stays flat;
   seed   ``jsonschema.validate(json.loads(line), schema)`` per row, on a 20,000-row slice;
   floor  ``orjson.loads`` of every line, nothing else (one process).
+  formats the same rows as Parquet (pyarrow, 16k-row row groups) and as a datasets save_to_disk folder, validated
+         the same way (target: >= 2x the JSONL rows/s);
+  memory bytes per row: (peak RSS at N rows - peak RSS at N/10 rows) / (0.9 N), one process (target <= 16).
 Prints rows/s for each and the ratios (targets: ours >= 0.6x floor and >= 500x seed on 2 cores). Timings are noisy
 on a shared machine: compare the ratios.
 """
@@ -27,6 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "examples" / "data" / "schema.json"
+ROW_GROUP = 16384  # Parquet rows per row group: memory holds one decoded row group, so both sizes use full ones
 
 
 def generate(path: Path, rows: int, seed: int = 0) -> None:
@@ -57,6 +61,28 @@ def generate(path: Path, rows: int, seed: int = 0) -> None:
             fh.write("\n".join(lines) + "\n")
 
 
+def to_tables(jsonl: Path, parquet: Path, folder: Path | None) -> None:
+    import pyarrow.json as pj
+    import pyarrow.parquet as pq
+
+    table = pj.read_json(jsonl)
+    pq.write_table(table, parquet, row_group_size=ROW_GROUP)
+    if folder is not None:
+        import datasets
+
+        datasets.disable_progress_bars()
+        datasets.Dataset(table).save_to_disk(str(folder))
+
+
+def peak_rss_mb() -> float:
+    """This process's own high-water mark (VmHWM), not a forking parent's carried over exec."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(path: str, report: str, workers: str) -> None:
     """Run our validator in this process; print seconds, rows and peak RSS (self and worker processes)."""
     sys.path.insert(0, str(ROOT))
@@ -75,7 +101,7 @@ def child(path: str, report: str, workers: str) -> None:
     out.cleanup()
     print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds, "rows": out.rows, "result": out.result,
                       "duplicates": out.stats.get("duplicates", {}).get("duplicates"),
-                      "rss_self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "rss_self_mb": peak_rss_mb(),
                       "rss_workers_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
 
 
@@ -120,6 +146,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="50,000 rows")
     ap.add_argument("--seed-rows", type=int, default=20_000)
     ap.add_argument("--repeat", type=int, default=2, help="runs of ours and the floor, interleaved; best counts")
+    ap.add_argument("--no-formats", action="store_true", help="JSONL only (skip Parquet / datasets)")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -161,6 +188,39 @@ def main() -> None:
               f"about {2 * cpu_rate / floor_cpu:.2f}x)")
         for label, r in ((f"{ours['rows']:,} rows", ours), (f"{ours_small['rows']:,} rows", ours_small)):
             print(f"peak RSS {label:>14}: main {r['rss_self_mb']:.0f} MB, largest worker {r['rss_workers_mb']:.0f} MB")
+        if args.no_formats:
+            return
+        print()
+        pq_big, pq_small, ds_big = tmp / "big.parquet", tmp / "small.parquet", tmp / "big-ds"
+        t0 = time.perf_counter()
+        to_tables(big, pq_big, ds_big)
+        to_tables(small, pq_small, None)
+        print(f"wrote the same rows as Parquet ({pq_big.stat().st_size / 1e6:.0f} MB) and a datasets folder in "
+              f"{time.perf_counter() - t0:.1f}s")
+        small_single = run_ours(small, tmp, workers=1)
+        rows_delta = single["rows"] - small_single["rows"]
+
+        def per_row(big_run: dict, small_run: dict) -> float:
+            return (big_run["rss_self_mb"] - small_run["rss_self_mb"]) * 2 ** 20 / rows_delta
+
+        def cpu_rate(r: dict) -> float:
+            return r["rows"] / r["cpu_seconds"]
+
+        table = [("jsonl", single_rate, cpu_rate(single), single["rss_self_mb"], per_row(single, small_single))]
+        for name, path, small_path in (("parquet", pq_big, pq_small), ("datasets", ds_big, None)):
+            best = min((run_ours(path, tmp, workers=1) for _ in range(max(1, args.repeat))),
+                       key=lambda r: r["seconds"])
+            bpr = per_row(best, run_ours(small_path, tmp, workers=1)) if small_path else float("nan")
+            assert best["duplicates"] == single["duplicates"], (name, best["duplicates"], single["duplicates"])
+            table.append((name, best["rows"] / best["seconds"], cpu_rate(best), best["rss_self_mb"], bpr))
+        print("one process each; rows per CPU-second is the robust number on a loaded machine")
+        print(f"{'format':9} {'rows/s':>10} {'vs JSONL':>9} {'rows/CPU-s':>11} {'vs JSONL':>9} {'peak RSS':>9} "
+              f"{'bytes/row':>10}")
+        for name, rate, cpu, rss, bpr in table:
+            print(f"{name:9} {rate:10,.0f} {rate / single_rate:8.2f}x {cpu:11,.0f} {cpu / cpu_rate(single):8.2f}x "
+                  f"{rss:8.0f}M {bpr:10.1f}")
+        print(f"targets: parquet and datasets >= 2x JSONL rows/s; bytes/row <= 16 above a flat base "
+              f"(same duplicates found in every format: {single['duplicates']})")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""validate-data: stream-check JSONL training data before anyone spends GPU hours on it.
+"""validate-data: stream-check training data (JSONL, Parquet, Arrow, CSV, datasets folders) before anyone spends
+GPU hours on it.
 
     python scripts/validate_data.py --input data/training.jsonl --schema data/schema.json --min-samples 10000
 
@@ -21,7 +22,9 @@ LEVELS = ("off", "warning", "error")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="validate_data.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--input", nargs="+", required=True, help="JSONL or .jsonl.gz file(s); globs and commas allowed")
+    p.add_argument("--input", nargs="+", required=True,
+                   help="data file(s): .jsonl(.gz/.zst), .parquet, .arrow, .csv, .tsv, a datasets save_to_disk folder "
+                        "or hf://datasets/<owner>/<name> from the Hugging Face cache; globs and commas allowed")
     p.add_argument("--schema", help="JSON Schema file every row must match")
     p.add_argument("--format", choices=("prompt-completion", "chat", "text"),
                    help="built-in preset (default: detected from the first row unless --schema is given)")
@@ -44,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", default="validate-data-report.json", help="JSON report path")
     p.add_argument("--workers", type=gha.positive_int, default=0, help="processes for big files (0: automatic)")
     p.add_argument("--annotations", type=gha.positive_int, default=20, help="most problems annotated on lines")
+    p.add_argument("--write-clean", help="write the rows that passed (duplicates dropped when that check is on) "
+                   "here, in the input's format (.jsonl[.gz|.zst] for JSONL; .parquet, .arrow, .csv, .tsv for tables)")
     p.add_argument("--max-line-bytes", type=gha.byte_size, default=MAX_LINE_BYTES,
                    help="longest line read, e.g. 64MiB (default); a longer line is an input error naming it")
     return p
@@ -68,15 +73,20 @@ def main(argv=None) -> int:
                    max_tokens=args.max_tokens, empty=args.empty_fields, duplicates=args.duplicates,
                    near=_near(args.near_duplicates), near_threshold=args.near_threshold, overlap=args.overlap,
                    ngram=args.ngram, pii=args.pii, length_outliers=args.length_outliers, fail_on=args.fail_on,
-                   workers=args.workers, max_line=args.max_line_bytes)
+                   workers=args.workers, max_line=args.max_line_bytes, write_clean=args.write_clean or None)
     if opts.ngram < 1:
         raise UsageError("ngram must be at least 1")
-    from llmops.data.reader import expand_inputs
+    from llmops.data.sources import resolve
     from llmops.paths import refuse_input_as_output
 
-    refuse_input_as_output(args.report, {"input data": expand_inputs(args.input), "eval data": args.eval_data and
-                                         expand_inputs(args.eval_data, "eval-data"), "schema": args.schema},
-                           "--report")
+    inputs = {"input data": [s.path for s in resolve(args.input)], "eval data": args.eval_data and
+              [s.path for s in resolve(args.eval_data, "eval-data")], "schema": args.schema}
+    refuse_input_as_output(args.report, inputs, "--report")
+    if args.write_clean:
+        from llmops.data.clean import output_kind
+
+        refuse_input_as_output(args.write_clean, {**inputs, "report": args.report}, "--write-clean")
+        output_kind(args.write_clean, resolve(args.input))
     out = validate(opts)
     try:
         try:

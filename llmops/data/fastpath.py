@@ -88,7 +88,7 @@ def fast_batch(lines: list[bytes], k1: str, k2: str | None, is_valid,
         elif is_valid is not None and not all(map(is_valid, rows)):
             return None
         modes = line_modes(lines)
-        norm = [_normalized(col, modes) for col in cols]  # TypeError: a value is not a string
+        norm = [normalized(col, modes) for col in cols]  # TypeError: a value is not a string
     except (orjson.JSONDecodeError, KeyError, TypeError):
         return None
     if any("" in col for col in norm):  # an empty or whitespace-only field (str.strip and str.isspace agree)
@@ -97,8 +97,9 @@ def fast_batch(lines: list[bytes], k1: str, k2: str | None, is_valid,
     return array("Q", map(xxhash.xxh3_64_intdigest, map(str.encode, texts))), array("I", map(len, texts))
 
 
-def _normalized(col: list[str], modes: np.ndarray) -> list[str]:
-    """``normalize`` of every string of a column, given the ``line_modes`` of their lines."""
+def normalized(col: list[str], modes: np.ndarray) -> list[str]:
+    """``normalize`` of every string of a column, given the ``line_modes`` of their lines (or the
+    ``string_modes`` of the strings)."""
     out = list(map(str.strip, col))
     if modes.any():
         ones, twos = np.flatnonzero(modes == 1).tolist(), np.flatnonzero(modes == 2).tolist()
@@ -106,6 +107,32 @@ def _normalized(col: list[str], modes: np.ndarray) -> list[str]:
         for i, text in zip(ones + twos, chain(flat, map(_careful, map(col.__getitem__, twos))), strict=True):
             out[i] = text
     return out
+
+
+def string_modes(arr) -> np.ndarray:
+    """``line_modes`` for the strings of an Arrow string array (no nulls), read from its buffers: 0 = ASCII whose
+    only whitespace is single spaces, 1 = also newlines, none next to a space or another newline, 2 = anything
+    else. A pair that straddles two strings marks the first one 2, which only costs time."""
+    n = len(arr)
+    wide = str(arr.type) == "large_string"
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64 if wide else np.int32)[arr.offset:arr.offset + n + 1]
+    modes = np.zeros(n, dtype=np.uint8)
+    if not n or offsets[-1] == offsets[0]:
+        return modes
+    buf = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
+    ends = offsets[1:] - offsets[0]
+    newline = buf == 10
+    ws = buf == 32
+    ws |= newline
+    odd = np.flatnonzero((buf - np.uint8(32)) >= 96)  # control characters (wrapped below 32), non-ASCII bytes
+    odd = odd[buf[odd] != 10]                         # ... but a newline is mode 1
+    lines = np.flatnonzero(newline)
+    if len(lines):
+        modes[np.searchsorted(ends, lines, side="right")] = 1
+    for positions in (np.flatnonzero(ws[:-1] & ws[1:]), odd):  # two spaces, a newline next to a space/newline
+        if len(positions):
+            modes[np.searchsorted(ends, positions, side="right")] = 2
+    return modes
 
 
 def _careful(text: str) -> str:

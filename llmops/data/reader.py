@@ -1,4 +1,4 @@
-"""Streaming JSONL reading (plain or .gz, several files or globs) with bad input named by file and line.
+"""Streaming JSONL reading (plain, .gz or .zst, several files or globs) with bad input named by file and line.
 
 ``expand_inputs`` turns user paths/globs into existing regular files or raises ``InputError`` (a FIFO, a device
 such as /dev/zero, a symlink loop are named as such; a path that exists is taken whole even when it holds a
@@ -51,6 +51,12 @@ def sniff_encoding(head: bytes) -> str | None:
         return f"is UTF-16 text ({order}-endian byte order mark {head[:2].hex(' ').upper()}), not UTF-8"
     if head.startswith(b"\x1f\x8b"):
         return "is gzip-compressed, but its name does not end in .gz"
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        return "is zstd-compressed, but its name does not end in .zst"
+    if head.startswith(b"PAR1"):
+        return "is a Parquet file, but its name does not end in .parquet"
+    if head.startswith(b"ARROW1"):
+        return "is an Arrow IPC file, but its name does not end in .arrow"
     if b"\x00" in head:
         sample = head[:512]
         if sample[1::2].count(0) > len(sample) // 4 or sample[0::2].count(0) > len(sample) // 4:
@@ -92,7 +98,7 @@ def check_regular(path: Path | str, what: str = "input", not_found: str | None =
     return Path(part)
 
 
-def _parts(spec: str) -> list[str]:
+def split_spec(spec: str) -> list[str]:
     """A spec's paths: one per line, each line split on commas unless the whole line names an existing path."""
     out = []
     for line in spec.split("\n"):
@@ -111,7 +117,7 @@ def expand_inputs(specs: list[str] | str, what: str = "input") -> list[Path]:
         specs = [specs]
     files: list[Path] = []
     for spec in specs:
-        for part in _parts(spec):
+        for part in split_spec(spec):
             if glob.has_magic(part):
                 matches = sorted(glob.glob(part, recursive=True))
                 if not matches:
@@ -125,9 +131,42 @@ def expand_inputs(specs: list[str] | str, what: str = "input") -> list[Path]:
     return files
 
 
+class _Zstd(io.RawIOBase):
+    """A .zst file's decompressed bytes; a corrupt frame is an OSError like a bad gzip."""
+
+    def __init__(self, path: Path):
+        import zstandard
+
+        self._raw = open(path, "rb")
+        self._error = zstandard.ZstdError
+        self._reader = zstandard.ZstdDecompressor().stream_reader(self._raw, read_across_frames=True)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        try:
+            return self._reader.readinto(buf)
+        except self._error as exc:
+            raise OSError(f"invalid zstd data ({exc})") from None
+
+    def close(self) -> None:
+        if not self.closed:
+            self._reader.close()
+            self._raw.close()
+        super().close()
+
+
+def is_compressed(path: Path | str) -> bool:
+    return str(path).endswith((".gz", ".zst"))
+
+
 def open_binary(path: Path) -> io.BufferedIOBase:
-    if str(path).endswith(".gz"):
+    name = str(path)
+    if name.endswith(".gz"):
         return gzip.open(path, "rb")  # type: ignore[return-value]
+    if name.endswith(".zst"):
+        return io.BufferedReader(_Zstd(path), 1 << 20)
     return open(path, "rb", buffering=1 << 20)
 
 

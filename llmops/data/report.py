@@ -1,6 +1,10 @@
 """validate-data's outputs: the JSON report (every problem, streamed from the spool files), the step summary
 (counts per check, the first problems with their lines, a length histogram), capped annotations on the data
 file lines, and the action outputs.
+
+A problem in a JSONL file names its line (``line``); one in a table (Parquet, Arrow, CSV, a save_to_disk folder)
+names its 0-based ``row`` and, for Parquet, its ``row_group`` (``line`` is null): the summary shows
+``file row N (row group G)`` and the annotation, which has no line to point at, starts with the row.
 """
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from pathlib import Path
 import orjson
 
 from llmops import __version__, gha
+from llmops.data.problems import record_where
 from llmops.data.validate import Outcome
 
 CHECKS = ("json", "format", "schema", "empty-fields", "duplicates", "near-duplicates", "overlap", "pii",
@@ -50,16 +55,17 @@ def header(out: Outcome) -> dict:
     o = out.options
     return {
         "tool": "llmops validate-data", "version": __version__, "result": out.result,
-        "files": out.files, "format": out.fmt, "format_source": out.fmt_source, "schema": o.schema,
+        "files": out.files, "file_formats": out.kinds, "format": out.fmt, "format_source": out.fmt_source, "schema": o.schema,
         "num_samples": out.rows, "num_valid": out.rows - out.rows_with_errors, "num_errors": out.rows_with_errors,
         "num_warnings": out.rows_with_warnings, "dataset_errors": out.dataset_errors,
         "config": {"min_samples": o.min_samples, "max_samples": o.max_samples, "eval_data": o.eval_data,
                    "tokenizer": o.tokenizer, "max_tokens": o.max_tokens, "empty_fields": o.empty,
                    "duplicates": o.duplicates, "near_duplicates": o.near, "near_threshold": o.near_threshold,
                    "overlap": o.overlap, "ngram": o.ngram, "pii": o.pii, "length_outliers": o.length_outliers,
-                   "fail_on": o.fail_on},
+                   "fail_on": o.fail_on, "write_clean": o.write_clean},
         "checks": {r.pop("check"): r for r in check_table(out)}, "stats": out.stats,
         "num_problems": sum(out.counts.values()),
+        **({"clean": out.clean} if out.clean else {}),
     }
 
 
@@ -90,9 +96,7 @@ def write_report(out: Outcome, path: str | Path) -> Path:
 
 
 def _where(p: dict) -> str:
-    if not p["file"]:
-        return "(dataset)"
-    return f"{p['file']}:{p['line']}"
+    return record_where(p)
 
 
 def _annotation_file(name: str) -> str:
@@ -112,13 +116,19 @@ def emit(out: Outcome, report_path: Path, annotations: int = 20) -> None:
     for p in out.kept:
         level = "error" if p["severity"] == "error" else "warning"
         where = f" at {p['path']}" if p["path"] not in ("$", None) else ""
-        ann.add(level, f"{p['check']}{where}: {p['message']}", file=_annotation_file(p["file"]) if p["file"] else
+        row = f"row {p['row']}" + (f" (row group {p['row_group']})" if "row_group" in p else "") + ": " \
+            if "row" in p else ""
+        ann.add(level, f"{row}{p['check']}{where}: {p['message']}", file=_annotation_file(p["file"]) if p["file"] else
                 None, line=p["line"], title=f"validate-data: {p['check']}")
     ann.held_back += total - len(out.kept)
     ann.close(str(report_path))
     summary(out, report_path).write()
-    gha.set_outputs({"result": out.result, "num-samples": out.rows, "num-errors": out.rows_with_errors,
-                     "report-path": str(report_path)})
+    outputs = {"result": out.result, "num-samples": out.rows, "num-errors": out.rows_with_errors,
+               "report-path": str(report_path)}
+    if out.clean:
+        outputs.update({"clean-path": out.clean["path"], "clean-sha256": out.clean["sha256"],
+                        "clean-rows": out.clean["rows"]})
+    gha.set_outputs(outputs)
 
 
 def summary(out: Outcome, report_path: Path) -> gha.Summary:
@@ -147,5 +157,8 @@ def summary(out: Outcome, report_path: Path) -> gha.Summary:
             s.table([unit, "rows", ""], [[f"{h['from']}-{h['to']}", h["rows"],
                                           "█" * max(1, round(30 * h["rows"] / peak))] for h in stats["histogram"]])
             break
+    if out.clean:
+        c = out.clean
+        s.text(f"Clean rows: {c['rows']} written to `{c['path']}` ({c['format']}, sha256 `{c['sha256']}`).")
     s.text(f"Full report: `{report_path}`")
     return s

@@ -13,6 +13,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -20,17 +21,21 @@ import numpy as np
 import orjson
 
 from llmops.data import scan
+from llmops.data.dataset_checks import Merged
 from llmops.data.formats import detect_format, require_format
+from llmops.data.problems import ERR, WARN, ProblemSink
 from llmops.data.reader import (
+    BLOCK,
     BOM,
     MAX_LINE_BYTES,
-    LineBlocks,
     encoding_error,
-    expand_inputs,
+    is_compressed,
     open_binary,
     sniff_encoding,
     split_ranges,
 )
+from llmops.data.rows import RowArrays
+from llmops.data.sources import Source, Table, resolve
 from llmops.errors import InputError, LLMOpsError, UsageError
 
 SEVERITIES = ("off", "warning", "error")
@@ -60,27 +65,47 @@ class Options:
     workers: int = 0                  # 0: automatic (2 processes for big plain files)
     keep: int = 50
     max_line: int = MAX_LINE_BYTES    # longest line read (bytes); longer is an input error naming the line
+    write_clean: str | None = None    # write the rows that passed here (llmops/data/clean.py)
 
 
 @dataclass
 class Outcome:
+    """What one run found, built once when every check has run (the report and summary read it)."""
     options: Options
     files: list[str]
+    kinds: list[str]
     fmt: str | None
     fmt_source: str
     rows: int
     chunks: list[scan.ChunkResult]
     line_offsets: list[int]
-    counts: dict[str, int]
-    kept: list[dict]
-    extra_spool: str
+    problems: ProblemSink                 # the tally of every problem (per-row ones merged from the chunks)
     rows_with_errors: int
     rows_with_warnings: int
-    dataset_errors: int
-    dataset_warnings: int
     stats: dict
     tmpdir: str
     result: str = "pass"
+    clean: dict | None = None             # {path, format, rows, sha256} of --write-clean
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return self.problems.counts
+
+    @property
+    def kept(self) -> list[dict]:
+        return self.problems.kept
+
+    @property
+    def dataset_errors(self) -> int:
+        return self.problems.dataset_errors
+
+    @property
+    def dataset_warnings(self) -> int:
+        return self.problems.dataset_warnings
+
+    @property
+    def extra_spool(self) -> str:
+        return self.problems.spool
 
     def cleanup(self) -> None:
         shutil.rmtree(self.tmpdir, ignore_errors=True)
@@ -102,14 +127,18 @@ def _check_options(o: Options) -> None:
         raise UsageError(f"near-duplicate threshold must be in (0, 1], got {o.near_threshold}")
 
 
-def _precheck(path: Path) -> None:
-    """File-level problems that make the file unreadable as JSONL (exit 2)."""
+def _head(path: Path) -> bytes:
+    """The first block of a JSONL file, read once for the file-level checks and the format detection."""
     try:
         with open_binary(path) as fh:
-            head = fh.read(4096)
-    except (OSError, EOFError) as exc:
-        raise InputError(f"{path}: cannot read: {exc}", "is it a complete file (and a valid gzip for .gz)?",
-                         file=str(path)) from None
+            return fh.read(BLOCK)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(f"{path}: cannot read: {exc}", "is it a complete file (and a valid gzip for .gz, zstd for "
+                         ".zst)?", file=str(path)) from None
+
+
+def _precheck(path: Path, head: bytes) -> None:
+    """File-level problems that make the file unreadable as JSONL (exit 2)."""
     if not head:
         raise InputError(f"input file {path} is empty", "add JSON lines to it or remove it from the inputs",
                          file=str(path))
@@ -117,10 +146,10 @@ def _precheck(path: Path) -> None:
         raise InputError(f"{path}: file starts with a UTF-8 byte order mark (BOM)",
                          "save it as UTF-8 without BOM, e.g. sed -i '1s/^\\xEF\\xBB\\xBF//' FILE",
                          file=str(path), line=1)
-    problem = sniff_encoding(head)
+    problem = sniff_encoding(head[:4096])
     if problem:
         raise encoding_error(path, problem)
-    if not head.strip() and _only_whitespace(path):
+    if not head[:4096].strip() and _only_whitespace(path):
         raise InputError(f"input file {path} holds only whitespace (blank lines), no rows",
                          "add JSON lines to it or remove it from the inputs", file=str(path))
 
@@ -135,48 +164,65 @@ def _only_whitespace(path: Path) -> bool:
                 return False
 
 
-def _detect(files: list[Path], max_line: int = MAX_LINE_BYTES) -> tuple[str | None, str]:
-    seen = 0
-    for path in files:
-        for lines in LineBlocks(path, max_line=max_line):
-            for no, line in enumerate(lines, 1):
-                try:
-                    row = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    continue
-                fmt = detect_format(row)
-                keys = ", ".join(list(row)[:6]) if isinstance(row, dict) else type(row).__name__
-                return fmt, f"detected from {path}:{no}" if fmt else f"no preset matches the keys of {path}:{no} " \
-                                                                        f"({keys})"
-            seen += len(lines)
-            if seen >= DETECT_LINES:
-                return None, f"no JSON object in the first {DETECT_LINES} lines"
-            break
+def _detect(src: Source, head: bytes | None, max_line: int) -> tuple[str | None, str]:
+    """The preset of the first input, from its first parsable line or, for a table, its column names."""
+    if src.table:
+        names = Table(src).schema.names
+        fmt = detect_format(dict.fromkeys(names))
+        return fmt, f"detected from the columns of {src}" if fmt else f"no preset matches the columns of {src} " \
+                                                                      f"({', '.join(names[:6])})"
+    lines = head.split(b"\n")
+    if len(head) == BLOCK:
+        lines.pop()  # cut in the middle
+        if not lines:  # the first line is longer than the head: read on to its end (or to max-line-bytes)
+            from llmops.data.reader import LineBlocks
+
+            lines = next(iter(LineBlocks(Path(src.path), max_line=max_line)), [])
+    for no, line in enumerate(lines[:DETECT_LINES], 1):
+        try:
+            row = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        fmt = detect_format(row)
+        keys = ", ".join(list(row)[:6]) if isinstance(row, dict) else type(row).__name__
+        return fmt, f"detected from {src}:{no}" if fmt else f"no preset matches the keys of {src}:{no} ({keys})"
+    if len(lines) >= DETECT_LINES:
+        return None, f"no JSON object in the first {DETECT_LINES} lines"
     return None, "no line parses as JSON"
 
 
-def _tasks(files: list[Path], workers: int) -> list[tuple[int, int, int | None]]:
+def _tasks(sources: list[Source], workers: int) -> list[tuple[int, int, int | None]]:
     tasks = []
-    for i, path in enumerate(files):
-        gz = str(path).endswith(".gz")
-        size = os.path.getsize(path)
-        parts = 1 if gz or workers <= 1 or size < PARALLEL_BYTES // 2 else workers * 2
-        tasks += [(i, a, b) for a, b in split_ranges(path, parts)] if parts > 1 else [(i, 0, None)]
+    for i, src in enumerate(sources):
+        size = os.path.getsize(src.path) if not src.table else 0
+        parts = 1 if src.table or is_compressed(src.path) or workers <= 1 or size < PARALLEL_BYTES // 2 \
+            else workers * 2
+        tasks += [(i, a, b) for a, b in split_ranges(Path(src.path), parts)] if parts > 1 else [(i, 0, None)]
     return tasks
+
+
+def _scan(cfg: scan.ScanConfig, file_index: int, start: int, end: int | None) -> scan.ChunkResult:
+    if cfg.kind(file_index) != "jsonl":
+        from llmops.data.scan_table import scan_table
+
+        return scan_table(cfg, file_index)
+    return scan.scan_chunk(cfg, file_index, start, end)
 
 
 def _worker(args):
     cfg, file_index, start, end = args
     try:
-        return scan.scan_chunk(cfg, file_index, start, end)
+        return _scan(cfg, file_index, start, end)
     except LLMOpsError as exc:
         return exc
 
 
 def _run(cfg: scan.ScanConfig, tasks, workers: int) -> list[scan.ChunkResult]:
     if workers <= 1 or len(tasks) <= 1:
-        return [scan.scan_chunk(cfg, *task) for task in tasks]
-    method = "fork" if sys.platform == "linux" and threading.active_count() == 1 else "spawn"
+        return [_scan(cfg, *task) for task in tasks]
+    # pyarrow starts C++ threads that threading does not count, and a fork copies none of them: spawn then
+    tables = any(cfg.kind(i) != "jsonl" for i in range(len(cfg.files)))
+    method = "fork" if sys.platform == "linux" and threading.active_count() == 1 and not tables else "spawn"
     with mp.get_context(method).Pool(min(workers, len(tasks))) as pool:
         results = pool.map(_worker, [(cfg, *t) for t in tasks], chunksize=1)
     for res in results:
@@ -187,69 +233,98 @@ def _run(cfg: scan.ScanConfig, tasks, workers: int) -> list[scan.ChunkResult]:
 
 def validate(o: Options) -> Outcome:
     _check_options(o)
-    files = expand_inputs(o.inputs, "input")
-    eval_files = expand_inputs(o.eval_data, "eval-data") if o.eval_data else []
-    for path in files:
-        _precheck(path)
+    sources = resolve(o.inputs, "input")
+    eval_sources = resolve(o.eval_data, "eval-data") if o.eval_data else []
+    heads = {}
+    for i, src in enumerate(sources):  # each JSONL file's head is read once: file-level checks and detection
+        if not src.table:
+            heads[i] = _head(Path(src.path))
+            _precheck(Path(src.path), heads[i])
     if o.fmt:
         fmt, key_fmt, source = o.fmt, o.fmt, "given"
     else:
-        detected, source = _detect(files, o.max_line)
+        detected, source = _detect(sources[0], heads.get(0), o.max_line)
         if detected is None and not o.schema:
             raise UsageError(f"cannot tell the data format: {source}",
                              "pass --format prompt-completion|chat|text, or --schema FILE for your own shape")
         fmt, key_fmt = (None, detected) if o.schema else (detected, detected)
+    heads.clear()
     workers = o.workers or (min(2, os.cpu_count() or 1) if sum(
-        os.path.getsize(p) for p in files if not str(p).endswith(".gz")) >= PARALLEL_BYTES else 1)
+        os.path.getsize(s.path) for s in sources if not s.table and not is_compressed(s.path)) >= PARALLEL_BYTES
+        else 1)
     if o.near != "off":
         workers = 1  # one shared LSH index
     tmpdir = tempfile.mkdtemp(prefix="validate-data-")
     try:
         cfg = scan.ScanConfig(
-            files=tuple(str(p) for p in files), fmt=fmt, key_fmt=key_fmt, schema=o.schema, empty=o.empty, pii=o.pii,
-            eval_files=tuple(str(p) for p in eval_files), ngram=o.ngram, overlap=o.overlap, tokenizer=o.tokenizer,
-            max_tokens=o.max_tokens, near=o.near, near_threshold=o.near_threshold, keep=o.keep, spool_dir=tmpdir,
-            max_line=o.max_line)
+            files=tuple(s.path for s in sources), kinds=tuple(s.kind for s in sources), fmt=fmt, key_fmt=key_fmt,
+            schema=o.schema, empty=o.empty, pii=o.pii, eval_files=tuple(s.path for s in eval_sources), ngram=o.ngram,
+            overlap=o.overlap, tokenizer=o.tokenizer, max_tokens=o.max_tokens, near=o.near,
+            near_threshold=o.near_threshold, keep=o.keep, spool_dir=tmpdir, max_line=o.max_line)
         if o.eval_data and o.overlap == "off":
             cfg = replace(cfg, eval_files=())
         scan.context(cfg)  # schema, eval data and tokenizer errors surface here, before any worker starts
-        chunks = _run(cfg, _tasks(files, workers), workers)
-        return _finish(o, cfg, files, fmt or key_fmt, source if not o.fmt else "given", chunks, tmpdir)
+        chunks = _run(cfg, _tasks(sources, workers), workers)
+        return _finish(o, cfg, sources, fmt or key_fmt, source if not o.fmt else "given", chunks, tmpdir)
     except BaseException:
         shutil.rmtree(tmpdir, ignore_errors=True)
         raise
 
 
-def _finish(o: Options, cfg, files, fmt, source, chunks, tmpdir) -> Outcome:
-    from llmops.data.dataset_checks import dataset_checks
+def _merge(chunks: list[scan.ChunkResult], total: int, tokens: bool) -> Merged:
+    """Read every chunk's spilled arrays into one array per field (nothing else per row is in memory)."""
+    arrays = {}
+    for name, code in RowArrays.FIELDS:
+        if name == "tokens" and not tokens:
+            continue
+        dest = np.empty(total, dtype=np.dtype(code))
+        view, pos = memoryview(dest).cast("B"), 0
+        for c in chunks:
+            with open(c.arrays.files[name], "rb") as fh:
+                pos += fh.readinto(view[pos:pos + c.rows * dest.itemsize])
+            os.unlink(c.arrays.files[name])
+        arrays[name] = dest
+    return Merged(arrays["hashes"], arrays["lengths"], arrays["flags"], arrays.get("tokens"))
+
+
+def _finish(o: Options, cfg: scan.ScanConfig, sources: list[Source], fmt, source, chunks, tmpdir) -> Outcome:
+    from llmops.data.dataset_checks import Locator, dataset_checks
 
     chunks.sort(key=lambda c: (c.file_index, c.start))
-    per_file = [0] * len(files)
+    per_file = [0] * len(sources)
     line_offsets, cursor = [], {}
     for c in chunks:
         line_offsets.append(cursor.get(c.file_index, 0))
         cursor[c.file_index] = line_offsets[-1] + c.lines
         per_file[c.file_index] += c.rows
-    for path, rows in zip(files, per_file, strict=True):
+    for src, rows in zip(sources, per_file, strict=True):
         if rows == 0:
-            raise InputError(f"input file {path} has no rows (only blank lines)", "add JSON lines or remove it",
-                             file=str(path))
-    out = Outcome(options=o, files=[str(p) for p in files], fmt=fmt, fmt_source=source,
-                  rows=sum(per_file), chunks=chunks, line_offsets=line_offsets, counts={}, kept=[],
-                  extra_spool=os.path.join(tmpdir, "dataset.jsonl"), rows_with_errors=0, rows_with_warnings=0,
-                  dataset_errors=0, dataset_warnings=0, stats={}, tmpdir=tmpdir)
+            raise InputError(f"input file {src} has no rows" + (" (only blank lines)" if not src.table else ""),
+                             "add rows to it or remove it from the inputs", file=src.path)
+    files = [s.path for s in sources]
+    tally = ProblemSink(os.path.join(tmpdir, "dataset.jsonl"), o.keep, per_check=True)
     for c, off in zip(chunks, line_offsets, strict=True):
-        for key, n in c.counts.items():
-            out.counts[key] = out.counts.get(key, 0) + n
-        out.kept += [dict(p, line=p["line"] + off) for p in c.kept]
-    flags = np.frombuffer(b"".join(bytes(c.flags) for c in chunks), dtype=np.uint8).copy()
-    dataset_checks(out, flags, cfg)
-    out.rows_with_errors = int(np.count_nonzero(flags & scan.ERR))
-    out.rows_with_warnings = int(np.count_nonzero((flags & scan.WARN) & ~(flags & scan.ERR)))
-    failing = out.rows_with_errors + out.dataset_errors
+        tally.merge(c.sink, off)
+    merged = _merge(chunks, sum(per_file), cfg.tokenizer is not None)
+    try:
+        stats = dataset_checks(o, merged, Locator(files, chunks, line_offsets), tally)
+    finally:
+        tally.close()
+    flags = merged.flags
+    del merged
+    rows_with_errors = int(np.count_nonzero(flags & ERR))
+    rows_with_warnings = int(np.count_nonzero((flags & WARN) & ~(flags & ERR)))
+    failing = rows_with_errors + tally.dataset_errors
     if o.fail_on == "warning":
-        failing += out.rows_with_warnings + out.dataset_warnings
-    out.result = "fail" if failing else "pass"
-    out.kept.sort(key=lambda p: (p["file"] is not None, out.files.index(p["file"]) if p["file"] else 0,
-                                 p["line"] or 0))
-    return out
+        failing += rows_with_warnings + tally.dataset_warnings
+    tally.kept.sort(key=lambda p: (p["file"] is not None, files.index(p["file"]) if p["file"] else 0,
+                                   p["line"] if p["line"] is not None else p.get("row", -1)))
+    clean = None
+    if o.write_clean:
+        from llmops.data.clean import write_clean
+
+        clean = write_clean(o.write_clean, sources, chunks, flags, o.fail_on == "warning", o.max_line)
+    return Outcome(options=o, files=files, kinds=[s.kind for s in sources], fmt=fmt, fmt_source=source,
+                   rows=sum(per_file), chunks=chunks, line_offsets=line_offsets, problems=tally,
+                   rows_with_errors=rows_with_errors, rows_with_warnings=rows_with_warnings, stats=stats,
+                   tmpdir=tmpdir, result="fail" if failing else "pass", clean=clean)

@@ -1,6 +1,7 @@
 """Eval data: rows -> samples with a stable id, deterministic sub-sampling, the data hash, predictions files.
 
-Accepted rows (JSONL, .jsonl.gz):
+Accepted rows (any format llmops/data/sources.py reads: JSONL(.gz/.zst), Parquet, Arrow, CSV, save_to_disk
+folders, hf://datasets/...; table rows are named by row index where JSONL rows are named by line):
     {"prompt": "...", "reference": "..."}      (``completion`` or ``answer`` also name the reference)
     {"messages": [..., {"role": "assistant", "content": "<reference>"}]}   (the last assistant turn is the
                                                                             reference; the turns before it the prompt)
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmops.data.reader import read_jsonl
+from llmops.data.sources import iter_rows, resolve, split_where
 from llmops.errors import InputError
 
 REFERENCE_KEYS = ("reference", "completion", "answer")
@@ -127,8 +129,14 @@ def load_eval_data(path: str | Path, *, sample_size: int = 0, seed: int = 0) -> 
     path = Path(path)
     samples: list[Sample] = []
     seen: dict[str, int] = {}
-    for no, row in read_jsonl(path, what="eval data"):
-        sample = parse_row(row, path, no)
+    for n, (where, row) in enumerate(r for src in resolve(str(path), "eval data") for r in iter_rows(src, "eval data")):
+        file, no = split_where(where)
+        try:
+            sample = parse_row(row, Path(file), no if no is not None else n)
+        except InputError as exc:
+            if no is None:  # a table row: say "file row N" where JSONL says "file:line"
+                raise InputError(exc.message.replace(f"{file}:{n}", where, 1), exc.hint, file=file) from None
+            raise
         base = sample.id or sample.prompt_key()
         seen[base] = seen.get(base, 0) + 1
         sample.id = base if seen[base] == 1 else f"{base}#{seen[base]}"

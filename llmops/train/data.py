@@ -12,6 +12,7 @@ the last token of one sample from being trained to predict the first token of th
 
 A sample longer than ``max_len`` is an error naming file:line unless truncation is allowed; samples left with no
 trainable token after truncation are dropped and counted. Every file is hashed (sha256) for the model metadata.
+Rows come from any format llmops/data/sources.py reads (JSONL, Parquet, Arrow, CSV, save_to_disk folders, hf://).
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmops.data.formats import FORMATS, check_row, detect_format
-from llmops.data.reader import expand_inputs, read_jsonl
+from llmops.data.sources import iter_rows, resolve, split_where
+from llmops.data.sources import sha256 as source_sha256
 from llmops.errors import InputError, UsageError
 
 IGNORE = -100
@@ -62,26 +64,27 @@ def file_sha256(path: str | Path) -> str:
 
 def read_rows(spec: str | list[str], fmt: str, what: str = "dataset") -> tuple[list[tuple[str, dict]], DatasetInfo]:
     """Parse and check every row; ``fmt`` may be ``auto`` (detected from the first row)."""
-    files = expand_inputs(spec, what)
+    files = resolve(spec, what)
     rows: list[tuple[str, dict]] = []
     info = DatasetInfo(format=fmt)
     problems: list[str] = []
-    first: tuple[str, int] | None = None
+    first: tuple[str, int | None] | None = None
     for path in files:
         count = 0
-        for no, row in read_jsonl(path, what):
+        for where, row in iter_rows(path, what):
             count += 1
             if info.format == "auto":
                 detected = detect_format(row)
                 if detected is None:
-                    raise InputError(f"{path}:{no}: cannot tell the data format from the keys {sorted(row)[:6]}",
-                                     f"set format to one of {', '.join(FORMATS)}", file=str(path), line=no)
+                    file, line = split_where(where)
+                    raise InputError(f"{where}: cannot tell the data format from the keys {sorted(row)[:6]}",
+                                     f"set format to one of {', '.join(FORMATS)}", file=file, line=line)
                 info.format = detected
             for problem in check_row(info.format, row):
-                problems.append(f"{path}:{no}: {problem.path}: {problem.message}")
-                first = first or (str(path), no)
-            rows.append((f"{path}:{no}", row))
-        info.files.append({"path": str(path), "sha256": file_sha256(path), "rows": count})
+                problems.append(f"{where}: {problem.path}: {problem.message}")
+                first = first or split_where(where)
+            rows.append((where, row))
+        info.files.append({"path": str(path), "sha256": source_sha256(path), "rows": count})
     info.rows = len(rows)
     if problems:
         shown = "\n  ".join(problems[:5]) + (f"\n  ... and {len(problems) - 5} more" if len(problems) > 5 else "")
@@ -178,11 +181,11 @@ def encode_rows(tokenizer, fmt: str, rows: list[tuple[str, dict]], max_len: int,
         samples.append(Sample(ids, labels, where))
     if too_long:
         where, n = too_long[0]
-        file, _, line = where.rpartition(":")
+        file, line = split_where(where)
         raise InputError(f"{what}: {len(too_long)} sample(s) are longer than max-seq-length {max_len} tokens; "
                          f"first: {where} has {n} tokens",
                          f"raise max-seq-length (the model allows more?), shorten those rows, or set truncation: true "
-                         f"to keep only the first {max_len} tokens", file=file, line=int(line))
+                         f"to keep only the first {max_len} tokens", file=file, line=line)
     if not samples:
         raise InputError(f"{what}: no sample has a token to train on ({info.dropped} dropped after truncation)",
                          "raise max-seq-length so the completions/assistant turns fit")
