@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--canary-min-requests", type=int, default=plan.min_requests,
                          help=f"canary requests a step must serve (default {plan.min_requests})")
     cluster.add_argument("--no-bad-canary", action="store_true", help="skip the deliberately bad canary")
+    cluster.add_argument("--traffic-rate", type=float, default=PipelineConfig.sandbox_rate,
+                         help="requests/s of live traffic during the canaries (sandbox, or --traffic-url; default "
+                              f"{PipelineConfig.sandbox_rate:g})")
     cluster.add_argument("--kubeconfig", default=None)
     cluster.add_argument("--namespace", default=None, help="staging namespace")
     cluster.add_argument("--deployment", default=None, help="staging Deployment")
@@ -156,6 +159,7 @@ def config_from(args) -> tuple[PipelineConfig, Preset]:
         min_samples=preset.min_samples if args.min_samples is None else args.min_samples, threads=preset.threads,
         kubeconfig=args.kubeconfig, namespace=args.namespace, deployment=args.deployment,
         health_url=args.health_url, endpoint=args.endpoint, sandbox=args.cluster == "sandbox",
+        sandbox_rate=args.traffic_rate,
         release=endpoints_from(args),
         canary=CanaryPlan(steps=args.canary_steps, interval=args.canary_interval,
                           min_requests=args.canary_min_requests, bad_canary=not args.no_bad_canary))

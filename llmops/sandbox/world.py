@@ -150,7 +150,7 @@ class Sandbox:
 
     def running(self) -> dict:
         """The processes, server ports and folders this sandbox started (each gone after ``stop()``)."""
-        processes = [p.proc.pid for p in self.cluster.procs] + ([self.prom.proc.pid] if self.prom.proc else [])
+        processes = [p.proc.pid for p in self.cluster.procs] + ([self.prom.proc.proc.pid] if self.prom.proc else [])
         return {"processes": processes, "server_ports": [p.port for p in self.pods],
                 "folders": [str(self.dir), str(self.cluster.dir), str(self.prom.dir)]}
 

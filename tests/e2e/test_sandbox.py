@@ -21,7 +21,7 @@ from tests.infra import tools
 pytestmark = [pytest.mark.k8s, pytest.mark.prometheus, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ["--base-model", "tiny", "--quick", "--cluster", "sandbox", "--canary-steps", "50,100",
-        "--canary-interval", "4s", "--canary-min-requests", "10"]
+        "--canary-interval", "4s", "--canary-min-requests", "10", "--traffic-rate", "20"]
 WINDOW = re.compile(r"^ {4}weight +(\d+)%: stable (\d+) requests / (\d+) errors, canary (\d+) / (\d+): (\w+) -> (\w+)")
 
 
@@ -139,6 +139,9 @@ def test_ctrl_c_during_the_canary_tears_everything_down(release):
             proc.wait()
     text = "".join(seen) + rest
     assert proc.returncode == 130, text[-4000:]
+    record = json.loads((out / "canary" / "canary-v2.json").read_text())  # canary-step's own record of the walk
+    assert record["decision"] == "cancelled" and record["weight"] == 0
+    assert "interrupted: all traffic returned to stable" in record["actions"]
     assert "sandbox stopped" in text
     assert leftovers(state) == []
     assert not any(Path(f).exists() for f in state["folders"])
