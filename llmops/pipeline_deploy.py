@@ -49,6 +49,7 @@ class Endpoints:
     prometheus_url: str
     provider: str = "nginx"
     traffic_url: str = ""  # a real cluster's ingress: the pipeline sends live traffic there during the canaries
+    canary_args: tuple[str, ...] = ()  # more canary-step flags (the sandbox's latency limits)
 
 
 @dataclass
@@ -128,13 +129,15 @@ class Deploy:
                 "--namespace", ep.production_namespace, "--stable", ep.stable, "--canary", ep.canary,
                 "--route", ep.route, "--canary-version", version, "--prometheus-url", ep.prometheus_url,
                 "--kubeconfig", ep.kubeconfig, "--steps", plan.steps, "--interval", plan.interval,
-                "--min-requests", str(plan.min_requests), "--report", str(report)]
+                "--min-requests", str(plan.min_requests), *ep.canary_args, "--report", str(report)]
         print("    $ " + " ".join(Path(a).name if a == self.py else a for a in argv) + "   (once per window)",
               flush=True)
         log = self.log_dir / f"canary-{version}.log"
-        with self.pipe.timer(stage), open(log, "a", encoding="utf-8") as out:
-            for _ in range(plan.max_windows):
-                code = self.pipe.call(argv, stdout=out, stderr=subprocess.STDOUT)
+        report.unlink(missing_ok=True)
+        with self.pipe.timer(stage), open(log, "w", encoding="utf-8") as out:
+            for i in range(plan.max_windows):
+                # the first window starts this walk afresh (progress an earlier run stored on the canary is dropped)
+                code = self.pipe.call(argv + ["--restart"] * (i == 0), stdout=out, stderr=subprocess.STDOUT)
                 record = json.loads(report.read_text()) if report.is_file() else {}
                 window = (record.get("windows") or [{}])[-1]
                 if code not in (0, 1) or not window:
@@ -227,6 +230,9 @@ def release(pipe, scripts: Path, cfg, model_dir: Path, version: str, base: Path)
         print(f"    kubeconfig {ep.kubeconfig}; {ep.staging_namespace}/{ep.staging_deployment} and "
               f"{ep.production_namespace}/{ep.stable} serve the base model (version 'base'); Prometheus "
               f"{ep.prometheus_url}; {cfg.sandbox_rate:g} requests/s split by the Ingress's canary weight")
+        print("    the servers share this machine's cores, so their latencies measure the machine more than the "
+              "model: canary-step judges errors, and latency against an absolute p99 limit "
+              f"({' '.join(ep.canary_args)})", flush=True)
         (cfg.out_dir / "sandbox.json").write_text(json.dumps(box.running(), indent=2) + "\n")
         _release(pipe, scripts, cfg, ep, model_dir, version)
         state = box.describe()
