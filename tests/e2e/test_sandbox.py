@@ -11,7 +11,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -61,6 +60,16 @@ def leftovers(state: dict) -> list[str]:
                 ("serve.py" in cmd and any(cmd.rstrip().endswith(p) or f"{p} " in cmd for p in ports)):
             found.append(f"{pid}: {cmd[:200]}")
     return found
+
+
+def canary_weight(kubeconfig: str) -> int:
+    """The sandbox's canary share as its Ingress says it (read independently of llmops.canary)."""
+    from kubernetes import client, config
+
+    from tests.infra.traffic import nginx_canary_weight
+
+    with config.new_client_from_config(config_file=kubeconfig) as api:
+        return nginx_canary_weight(client.NetworkingV1Api(api), "production")
 
 
 @pytest.fixture(scope="module")
@@ -121,14 +130,15 @@ def test_ctrl_c_during_the_canary_tears_everything_down(release):
     out, code, _ = release
     assert code == 0
     proc = start("--out-dir", str(out), "--model-version", "v2", "--baseline", str(out / "production" / "verdict.json"))
-    seen = []
+    seen, kubeconfig = [], None
     try:
         for line in proc.stdout:
             seen.append(line)
-            if "(once per window)" in line:  # canary-step is walking the weights
+            kubeconfig = kubeconfig or (re.search(r"kubeconfig (\S+);", line) or [None, None])[1]
+            if "(once per window)" in line:  # canary-step is about to walk the weights
                 break
-        assert any("(once per window)" in line for line in seen), "".join(seen)[-4000:]
-        time.sleep(3)
+        assert kubeconfig and any("(once per window)" in line for line in seen), "".join(seen)[-4000:]
+        tools.wait_until(lambda: canary_weight(kubeconfig) > 0, 120, 0.2, "canary-step to move traffic")
         state = json.loads((out / "sandbox.json").read_text())
         assert state["folders"] and leftovers(state)  # it is running now
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
