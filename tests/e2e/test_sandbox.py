@@ -17,7 +17,14 @@ import pytest
 
 from tests.infra import tools
 
-pytestmark = [pytest.mark.k8s, pytest.mark.prometheus, pytest.mark.slow]
+SANDBOX = [pytest.mark.k8s, pytest.mark.prometheus, pytest.mark.slow]
+
+
+def sandbox(test):
+    for mark in SANDBOX:
+        test = mark(test)
+    return test
+
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ["--base-model", "tiny", "--quick", "--cluster", "sandbox", "--canary-steps", "50,100",
         "--canary-interval", "4s", "--canary-min-requests", "10", "--traffic-rate", "20"]
@@ -82,6 +89,7 @@ def release(tmp_path_factory):
     return out, proc.returncode, stdout
 
 
+@sandbox
 def test_the_good_canary_reaches_100_percent_and_production_runs_the_new_version(release):
     out, code, stdout = release
     assert code == 0, stdout[-8000:]
@@ -100,6 +108,7 @@ def test_the_good_canary_reaches_100_percent_and_production_runs_the_new_version
     assert state["requests_sent"]["canary"] > 0 and state["requests_sent"]["stable"] > 0
 
 
+@sandbox
 def test_the_bad_canary_is_rolled_back_with_all_traffic_on_stable(release):
     out, code, stdout = release
     assert code == 0, stdout[-8000:]
@@ -116,6 +125,7 @@ def test_the_bad_canary_is_rolled_back_with_all_traffic_on_stable(release):
     assert state["health"]["stable"] == "v1"
 
 
+@sandbox
 def test_nothing_is_left_running_after_the_run(release):
     out, code, stdout = release
     assert code == 0
@@ -126,6 +136,7 @@ def test_nothing_is_left_running_after_the_run(release):
     assert not any(Path(f).exists() for f in state["folders"])
 
 
+@sandbox
 def test_ctrl_c_during_the_canary_tears_everything_down(release):
     out, code, _ = release
     assert code == 0
