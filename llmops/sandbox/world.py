@@ -35,7 +35,12 @@ LATENCY_LIMITS = ("--max-latency-increase", "off", "--max-latency-p99", "2")
 
 def check() -> None:
     """Raise UsageError (exit 2) naming the fix when the control plane or Prometheus is missing."""
+    import importlib.util
+
     missing = []
+    lacking = [m for m in ("cryptography", "kubernetes", "prometheus_client") if importlib.util.find_spec(m) is None]
+    if lacking:
+        missing.append(f"the Python packages {', '.join(lacking)} are not installed: run `pip install -e .[sandbox]`")
     if procs.k8s_bin_dir_or_none() is None:
         missing.append(f"the local Kubernetes control plane (kube-apiserver, kube-controller-manager, etcd) is not "
                        f"in {procs.k8s_cache_dir()}: run `bash tools/setup.sh` (or `{procs.BUILD_CMD}`; it builds "
