@@ -4,6 +4,8 @@
     folder) -> train the candidate -> evaluate-and-gate it against that verdict -> it becomes production
     -> [train a deliberately broken candidate -> the gate fails it against the new production verdict]
     -> [staging promote -> integration test, when a cluster is given]
+    -> [with --cluster sandbox (or a real cluster's production flags): staging -> integration test -> canary with
+        live traffic -> production -> a deliberately bad canary rolled back (``llmops.pipeline_deploy``)]
 
 Each stage is a subprocess of ``scripts/<name>.py`` exactly as a user would type it, so its step summary,
 annotations and outputs print as they do on GitHub (outside a runner they go to stdout). A stage that fails
@@ -18,13 +20,16 @@ import os
 import resource
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmops.errors import InputError, LLMOpsError
+from llmops.pipeline_deploy import CanaryPlan, held_signals, release
 from llmops.pipeline_story import GateOutcome, gate_outcome
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +64,10 @@ class PipelineConfig:
     deployment: str | None = None
     health_url: str | None = None
     endpoint: str | None = None
+    sandbox: bool = False          # --cluster sandbox: staging, canary and production on this machine
+    release: object | None = None  # llmops.sandbox.world.Endpoints of a real cluster: the same release there
+    canary: CanaryPlan = field(default_factory=CanaryPlan)
+    sandbox_rate: float = 6.0      # requests/s of live traffic in the sandbox
 
 
 class StageFailed(LLMOpsError):
@@ -93,28 +102,48 @@ class Pipeline:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
         return env
 
+    @contextmanager
+    def timer(self, stage: str):
+        """Record the block's wall and CPU seconds (this process's and its children's) as one stage."""
+        def cpu() -> float:
+            return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
+                                                         resource.getrusage(resource.RUSAGE_CHILDREN)))
+        before, started = cpu(), time.monotonic()
+        try:
+            yield
+        finally:
+            self.timings.append(Timing(stage, time.monotonic() - started, cpu() - before))
+
+    def call(self, argv: list[str], **kwargs) -> int:
+        """Run ``argv`` to its end. On Ctrl-C / SIGTERM the child gets SIGINT (a terminal's Ctrl-C reaches it
+        anyway) and time to clean up (canary-step returns the traffic to stable) before this run stops;
+        ``subprocess.call`` would SIGKILL it after 0.25 s."""
+        proc = subprocess.Popen(argv, env=self.env(), **kwargs)
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            with held_signals():
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(timeout=120)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            raise
+
     def run(self, stage: str, argv: list[str], expect: tuple[int, ...] = (0,)) -> int:
         """Run one stage; a code outside ``expect`` raises StageFailed. Returns the exit code."""
         print("    $ " + shlex.join([Path(a).name if a == sys.executable else a for a in argv]), flush=True)
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        started = time.monotonic()
-        code = subprocess.call(argv, env=self.env())
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        self.timings.append(Timing(stage, time.monotonic() - started, cpu))
+        with self.timer(stage):
+            code = self.call(argv)
         if code not in expect:
             raise StageFailed(stage, code)
         return code
 
     def timed(self, stage: str, fn, *args):
         """Run ``fn`` in this process, recording its time like a stage's."""
-        before = resource.getrusage(resource.RUSAGE_SELF)
-        started = time.monotonic()
-        value = fn(*args)
-        after = resource.getrusage(resource.RUSAGE_SELF)
-        self.timings.append(Timing(stage, time.monotonic() - started,
-                                   (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)))
-        return value
+        with self.timer(stage):
+            return fn(*args)
 
 
 def _git_sha() -> str | None:
@@ -163,7 +192,9 @@ class Run:
         total = 5 if cfg.broken is None else 7
         if cfg.baseline:
             total -= 1
-        if cfg.deployment:
+        if cfg.sandbox or cfg.release:
+            total += 3 + cfg.canary.bad_canary + cfg.sandbox
+        elif cfg.deployment:
             total += 2
         self.pipe = Pipeline(cfg, total)
         self.outcomes: list[GateOutcome] = []
@@ -277,6 +308,10 @@ class Run:
 
 
 def run_pipeline(cfg: PipelineConfig) -> dict:
+    if cfg.sandbox:
+        from llmops.sandbox.world import check
+
+        check()  # before anything trains: what is missing, and the command that installs it (exit 2)
     for path, what in ((cfg.dataset, "dataset"), (cfg.eval_data, "eval data")):
         if not Path(path).is_file():
             raise InputError(f"{what} not found: {path}", "pass an existing JSONL file")
@@ -307,8 +342,10 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
                               "failed it; see its metrics table above")
         print(f"    production stays {run.version}: a workflow stops here, nothing is deployed")
 
-    if cfg.deployment:
+    if cfg.sandbox or cfg.release:
+        release(run.pipe, SCRIPTS, cfg, good_dir, run.version, base)
+    elif cfg.deployment:
         run.deploy(good_dir, run.version)
     return {"model_dir": str(good_dir), "model_version": run.version, "verdict": str(good_dir / "verdict.json"),
             "production": str(production), "validate_report": str(cfg.out_dir / "validate-report.json"),
-            "deployed": bool(cfg.deployment), "outcomes": run.outcomes, "timings": run.pipe.timings}
+            "deployed": bool(cfg.deployment or cfg.sandbox or cfg.release), "outcomes": run.outcomes, "timings": run.pipe.timings}

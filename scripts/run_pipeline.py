@@ -3,11 +3,14 @@
     python scripts/run_pipeline.py                  # SmolLM2-135M-Instruct: base verdict, fine-tune, broken one
     python scripts/run_pipeline.py --quick          # ... without the broken candidate
     python scripts/run_pipeline.py --base-model tiny  # a tiny random model built offline (seconds; for tests)
+    python scripts/run_pipeline.py --cluster sandbox  # ... then staging, a live canary, production, a bad canary
     python scripts/run_pipeline.py --kubeconfig ~/.kube/config --namespace staging --deployment llm-server \
         --health-url http://llm.staging.example/health --endpoint http://llm.staging.example
+    (the same release on a real cluster, e.g. kind: docs/kind.md)
 
 Stages: validate-data -> base model -> the base model's verdict -> train -> evaluate-and-gate against it ->
-[broken candidate -> evaluate-and-gate against the new production verdict] [-> kubectl-promote -> integration test].
+[broken candidate -> evaluate-and-gate against the new production verdict] [-> kubectl-promote -> integration test
+[-> canary with live traffic -> production -> a bad canary rolled back]].
 """
 from __future__ import annotations
 
@@ -18,7 +21,9 @@ from pathlib import Path
 
 from llmops import gha
 from llmops.cli import run_script
+from llmops.errors import UsageError
 from llmops.pipeline import ROOT, Candidate, PipelineConfig, run_pipeline
+from llmops.pipeline_deploy import CanaryPlan, Endpoints
 from llmops.pipeline_story import story_table, timings_table
 
 EXAMPLE = ROOT / "examples"
@@ -82,13 +87,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=None, help="training steps (smollm2 24, tiny 150)")
     p.add_argument("--learning-rate", default=None, help="smollm2 1e-4, tiny 3e-3")
     p.add_argument("--min-samples", type=int, default=None, help="validate-data's minimum rows (default 100)")
-    cluster = p.add_argument_group("deploy to a cluster (optional: without it the run stops after the gates)")
+    plan = CanaryPlan()
+    cluster = p.add_argument_group("deploy (optional: without it the run stops after the gates)")
+    cluster.add_argument("--cluster", choices=["sandbox"], default=None,
+                         help="sandbox: staging, a canary with live traffic, production and a bad canary rolled back, "
+                              "all on this machine (the control plane and Prometheus tools/setup.sh installs)")
+    cluster.add_argument("--canary-steps", default=plan.steps, help=f"canary weights in percent (default {plan.steps})")
+    cluster.add_argument("--canary-interval", default=plan.interval,
+                         help=f"analysis window per step (default {plan.interval})")
+    cluster.add_argument("--canary-min-requests", type=int, default=plan.min_requests,
+                         help=f"canary requests a step must serve (default {plan.min_requests})")
+    cluster.add_argument("--no-bad-canary", action="store_true", help="skip the deliberately bad canary")
+    cluster.add_argument("--traffic-rate", type=float, default=PipelineConfig.sandbox_rate,
+                         help="requests/s of live traffic during the canaries (sandbox, or --traffic-url; default "
+                              f"{PipelineConfig.sandbox_rate:g})")
     cluster.add_argument("--kubeconfig", default=None)
-    cluster.add_argument("--namespace", default=None)
-    cluster.add_argument("--deployment", default=None)
+    cluster.add_argument("--namespace", default=None, help="staging namespace")
+    cluster.add_argument("--deployment", default=None, help="staging Deployment")
     cluster.add_argument("--health-url", default=None)
     cluster.add_argument("--endpoint", default=None, help="model server base URL for the integration test")
+    prod = p.add_argument_group("production on a real cluster (with --kubeconfig; all of them, or none)")
+    prod.add_argument("--production-namespace", default=None)
+    prod.add_argument("--stable", default=None, help="stable Deployment")
+    prod.add_argument("--canary", default=None, help="canary Deployment")
+    prod.add_argument("--route", default=None, help="Ingress / VirtualService / HTTPRoute carrying the weights")
+    prod.add_argument("--provider", default="nginx", help="canary-step's traffic provider (default nginx)")
+    prod.add_argument("--prometheus-url", default=None)
+    prod.add_argument("--canary-url", default=None, help="the canary pods' base URL (its /health is checked)")
+    prod.add_argument("--stable-url", default="", help="the stable pods' base URL (checked after the promotion)")
+    prod.add_argument("--traffic-url", default="",
+                      help="send live traffic here (the route's URL) during the canaries; default: your users")
     return p
+
+
+PRODUCTION = ("production_namespace", "stable", "canary", "route", "prometheus_url", "canary_url")
+
+
+def endpoints_from(args) -> Endpoints | None:
+    """The real cluster's release target, or None when no production flag is given."""
+    given = [name for name in PRODUCTION if getattr(args, name)]
+    if not given:
+        return None
+    flags = [("--" + n.replace("_", "-")) for n in ("kubeconfig", "namespace", "deployment", "endpoint", *PRODUCTION)
+             if not getattr(args, n)]
+    if flags:
+        raise UsageError(f"a release to production on a cluster needs {', '.join(flags)} too",
+                         "give every production flag (docs/kind.md has them for kind), or none of them")
+    return Endpoints(kubeconfig=args.kubeconfig, staging_namespace=args.namespace, staging_deployment=args.deployment,
+                     staging_url=args.endpoint, production_namespace=args.production_namespace, stable=args.stable,
+                     canary=args.canary, route=args.route, canary_url=args.canary_url, stable_url=args.stable_url,
+                     prometheus_url=args.prometheus_url, provider=args.provider, traffic_url=args.traffic_url)
 
 
 def config_from(args) -> tuple[PipelineConfig, Preset]:
@@ -110,7 +158,14 @@ def config_from(args) -> tuple[PipelineConfig, Preset]:
         broken=None if args.quick else broken, eval_args=list(preset.eval_args),
         min_samples=preset.min_samples if args.min_samples is None else args.min_samples, threads=preset.threads,
         kubeconfig=args.kubeconfig, namespace=args.namespace, deployment=args.deployment,
-        health_url=args.health_url, endpoint=args.endpoint)
+        health_url=args.health_url, endpoint=args.endpoint, sandbox=args.cluster == "sandbox",
+        sandbox_rate=args.traffic_rate,
+        release=endpoints_from(args),
+        canary=CanaryPlan(steps=args.canary_steps, interval=args.canary_interval,
+                          min_requests=args.canary_min_requests, bad_canary=not args.no_bad_canary))
+    if cfg.sandbox and (cfg.release or cfg.kubeconfig):
+        raise UsageError("--cluster sandbox starts its own cluster: it takes no --kubeconfig or production flags",
+                         "drop one of them")
     return cfg, preset
 
 
@@ -130,7 +185,10 @@ def main(argv=None) -> int:
     print(f"    verdict:    {result['verdict']}")
     print(f"    data:       {result['validate_report']}")
     if not result["deployed"]:
-        print("\n    No cluster configured, so the run stopped after the quality gates. To deploy the model, add\n"
+        print("\n    No cluster configured, so the run stopped after the quality gates. To watch the release on this\n"
+              "    machine (staging, a canary with live traffic, production, a bad canary rolled back), add\n"
+              "      --cluster sandbox\n"
+              "    To deploy the model to a cluster, add (docs/kind.md: the full release on kind)\n"
               "      --kubeconfig PATH --namespace NS --deployment NAME --health-url URL/health --endpoint URL\n"
               "    (the Deployment runs the model server: deploy/llm-server.yaml), or copy\n"
               "    workflows-templates/llm-pipeline.yml into your repository for the full staging -> canary ->\n"
