@@ -38,6 +38,7 @@ def system(refs: np.ndarray, p_right: float, rng) -> dict[str, np.ndarray]:
     return out
 
 
+@pytest.mark.slow
 def test_equal_systems_fail_the_whole_gate_at_most_alpha_of_the_time(monkeypatch):
     monkeypatch.setattr(gate, "SWAPS", 1000)  # any B is exact; fewer swaps only make each p coarser
     n, trials, alpha = 100, 600, 0.1
