@@ -19,7 +19,7 @@ rate; target <= 5%) and for a regression 0.6 -> 0.5 (power; targets >= 55% at n 
 with a 95% Wilson interval, and which metrics the equal-quality false fails came from (max-T should spread
 them about evenly over the metrics, see llmops/eval/stats.py).
 
-    python benchmarks/gate.py                 # 3000 + 400 trials at n = 200, 60 at n = 1000 (~15 CPU-minutes)
+    python benchmarks/gate.py                 # 3000 + 400 trials at n = 200, 60 at n = 1000 (~13 CPU-minutes)
     python benchmarks/gate.py --quick         # a smoke run
 """
 from __future__ import annotations
