@@ -11,8 +11,8 @@ Two kinds of checks, reported apart:
 
 Metrics with a paired test are **primary** (the default for all of them, or those named in ``gate.primary``) or
 **guard** (``gate.guard``, or every other one once ``primary`` is set). The primary metrics form one family: their
-p values are adjusted together (``gate.correction``: Westfall-Young step-down max-T over the same bootstrap draws
-by default, see llmops/eval/stats.py), so ``alpha`` is the chance that a candidate of the baseline's quality fails
+p values are adjusted together (``gate.correction``: Westfall-Young step-down max-T over random swaps of the
+paired rows by default, see llmops/eval/stats.py), so ``alpha`` is the chance that a candidate of the baseline's quality fails
 the gate as a whole. A primary metric fails when the candidate is worse in its direction, the *adjusted* p <
 alpha and the drop exceeds the metric's minimum effect. A guard is tested alone at alpha and its regression (or
 inconclusive comparison) is a ``warn``: reported, never failing the run.
@@ -295,7 +295,7 @@ def compare_all(results: dict[str, MetricResult], ids: list[str], config: GateCo
     Comparisons over the same number of shared samples are resampled together: one set of bootstrap draws, one
     matrix product per chunk for all metrics (the same resampled indices for candidate and baseline, and for
     every metric). The primary metrics form one family whose p values are adjusted by ``config.correction``
-    (Westfall-Young max-T over those same draws by default); guard metrics are tested alone and only warn.
+    (Westfall-Young max-T over swaps of the paired rows by default); guard metrics are tested alone and only warn.
     """
     out: dict[str, tuple[str, list[str], dict | None]] = {}
     pending: dict[int, list[_Pending]] = {}

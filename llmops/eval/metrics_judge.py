@@ -41,6 +41,25 @@ class _JudgeMetric(Metric):
     def settings(self) -> dict[str, Any]:
         return dict(self._signature)
 
+    def _ask(self, judge, prompt: str, filled: list[str], **settings: str) -> tuple[list[str] | None, dict]:
+        """Record the signature (judge, ``prompt``, ``settings``) and ask the judge every filled prompt: (replies,
+        extra); (None, extra saying why the metric is inconclusive) when the judge is unavailable."""
+        self._signature = {**judge.signature(prompt), **settings}
+        try:
+            return judge.ask(filled), {}
+        except JudgeUnavailable as exc:
+            return None, {"inconclusive": f"judge unavailable (unreachable or failing): {exc}",
+                          "judge": judge.usage.to_json()}
+
+
+def _unparseable(judge, bad: int, asked: int, what: str, fix: str, force: bool = False) -> str | None:
+    """Why the metric is inconclusive when more than the judge's allowance of replies (or, ``force``, any reply
+    at all) could not be parsed; None when enough could."""
+    if force or (asked and bad > judge.max_unparseable * asked):
+        return (f"the judge's {what} could not be parsed on {bad} of {asked} rows (> {judge.max_unparseable:.0%}); "
+                f"check the judge model and {fix}")
+    return None
+
 
 @register
 class JudgePairwise(_JudgeMetric):
@@ -55,7 +74,6 @@ class JudgePairwise(_JudgeMetric):
             raise MetricUnavailable(f"{self.name} compares with the baseline's answers: pass --baseline with a "
                                     "verdict that stores them (samples.outputs, written since this version)")
         prompt = judge.pairwise_prompt()
-        self._signature = {**judge.signature(prompt), "orders": "both", "ties": "half"}
         n = len(run)
         stats = np.zeros((n, 3))
         asks: list[tuple[int, str]] = []
@@ -72,11 +90,9 @@ class JudgePairwise(_JudgeMetric):
             q, ref = (run.prompts[i] if run.prompts else ""), run.references[i]
             asks.append((i, fill(prompt, question=q, reference=ref, answer_a=cand, answer_b=base)))
             asks.append((i, fill(prompt, question=q, reference=ref, answer_a=base, answer_b=cand)))
-        extra: dict[str, Any] = {"identical": identical}
-        try:
-            replies = judge.ask([p for _, p in asks])
-        except JudgeUnavailable as exc:
-            extra.update(inconclusive=f"judge unavailable (unreachable or failing): {exc}", judge=judge.usage.to_json())
+        replies, extra = self._ask(judge, prompt, [p for _, p in asks], orders="both", ties="half")
+        extra["identical"] = identical
+        if replies is None:
             return MetricValue(float("nan"), None, extra)
         wins = losses = ties = inconsistent = unparseable = 0
         for k in range(0, len(asks), 2):
@@ -93,9 +109,9 @@ class JudgePairwise(_JudgeMetric):
         asked = len(asks) // 2
         extra.update(wins=wins, losses=losses, ties=ties + identical, inconsistent=inconsistent,
                      unparseable=unparseable, judged=int(stats[:, 2].sum()), judge=judge.usage.to_json())
-        if asked and unparseable > judge.max_unparseable * asked:
-            extra["inconclusive"] = (f"the judge's reply could not be parsed on {unparseable} of {asked} rows "
-                                     f"(> {judge.max_unparseable:.0%}); check the judge model and prompt")
+        bad = _unparseable(judge, unparseable, asked, "reply", "prompt")
+        if bad:
+            extra["inconclusive"] = bad
         elif asked and inconsistent > judge.max_inconsistent * (asked - unparseable):
             extra["inconclusive"] = (f"the judge contradicted itself across the two orders on {inconsistent} of "
                                      f"{asked - unparseable} rows (> {judge.max_inconsistent:.0%}): position "
@@ -120,21 +136,18 @@ class JudgeRubric(_JudgeMetric):
     def compute(self, run: EvalRun) -> MetricValue:
         judge = _judge(run, self.name)
         prompt = judge.rubric_prompt()
-        self._signature = {**judge.signature(prompt), "scale": "1-5"}
         prompts = [fill(prompt, question=(run.prompts[i] if run.prompts else ""), reference=run.references[i],
                         answer=run.predictions[i]) for i in range(len(run))]
-        try:
-            replies = judge.ask(prompts)
-        except JudgeUnavailable as exc:
-            return MetricValue(float("nan"), None, {"inconclusive": f"judge unavailable (unreachable or failing): {exc}",
-                                                    "judge": judge.usage.to_json()})
+        replies, extra = self._ask(judge, prompt, prompts, scale="1-5")
+        if replies is None:
+            return MetricValue(float("nan"), None, extra)
         scores = [parse_score(r) for r in replies]
         stats = np.array([[s or 0, s is not None] for s in scores], dtype=float).reshape(-1, 2)
         bad = sum(s is None for s in scores)
-        extra: dict[str, Any] = {"unparseable": bad, "judge": judge.usage.to_json()}
-        if bad > judge.max_unparseable * len(scores) or not stats[:, 1].any():
-            extra["inconclusive"] = (f"the judge's score could not be parsed on {bad} of {len(scores)} rows "
-                                     f"(> {judge.max_unparseable:.0%}); check the judge model and rubric")
+        extra.update(unparseable=bad, judge=judge.usage.to_json())
+        why = _unparseable(judge, bad, len(scores), "score", "rubric", force=not stats[:, 1].any())
+        if why:
+            extra["inconclusive"] = why
         value = self.aggregate(stats) if stats[:, 1].any() else float("nan")
         return MetricValue(value, stats, extra)
 
