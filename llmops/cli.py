@@ -23,6 +23,7 @@ def _on_sigterm(signum, frame):  # a cancelled workflow step gets SIGTERM (then 
 def run_script(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None,
                *, title: str = "") -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
+    gha.forward_logs()  # the library logs; its notices and warnings become the runner's annotations
     try:
         code = main(argv)
         return int(code or 0)

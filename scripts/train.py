@@ -22,7 +22,10 @@ def main(argv=None) -> int:
     parser = config.build_parser()
     args = config.validate(gha.parse_args(parser, argv))
     if args.launch or args.preflight_only:
-        return launch.preflight_and_launch(args, __file__, argv)
+        code = launch.preflight_and_launch(args, __file__, argv)
+        if args.preflight_only:
+            gha.set_output("result", "success")
+        return code
     from llmops.train.run import run_training
 
     if os.environ.get("RANK", "0") not in ("", "0"):

@@ -17,7 +17,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-from llmops import gha
 from llmops.errors import InfraError, UsageError
 from llmops.eval.backends import Generation, Generations, progress
 from llmops.eval.data import Sample
@@ -102,10 +101,10 @@ class EndpointBackend:
                  top_p: float = 1.0, concurrency: int = 8, timeout: float = 60.0, retries: int = 3,
                  backoff: float = 0.5, api_key_env: str = "OPENAI_API_KEY", show_progress: bool = True,
                  max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
-        from llmops.redact import split_url, url_secrets
+        from llmops.redact import remember, split_url, url_secrets
 
         for secret in url_secrets((url or "").strip()):
-            gha.mask(secret)
+            remember(secret)
         url, self._auth = split_url((url or "").strip().rstrip("/"))  # user:password@ goes as basic auth only
         if not url.startswith(("http://", "https://")):
             raise UsageError(f"--endpoint must be an http(s) URL, got {url!r}", "e.g. http://llm.staging.svc:8000")
@@ -117,7 +116,7 @@ class EndpointBackend:
         self.temperature, self.top_p = temperature, top_p
         self.concurrency, self.timeout, self.retries, self.backoff = concurrency, timeout, retries, backoff
         self.api_key = os.environ.get(api_key_env, "") if api_key_env else ""
-        gha.mask(self.api_key)
+        remember(self.api_key)
         self.show_progress = show_progress
         self.max_response_bytes = max_response_bytes
         self._local = threading.local()
