@@ -10,11 +10,11 @@ is unreachable. Every option also reads INPUT_<NAME> (how the action passes its 
 from __future__ import annotations
 
 import argparse
-import re
 
 from llmops import gha
 from llmops.cli import run_script
 from llmops.errors import UsageError
+from llmops.inputs import split_list
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,7 +87,7 @@ def gate_config(args):
     for key in ("alpha", "min_samples", "on_inconclusive", "bootstrap", "seed", "correction", "primary", "guard"):
         if getattr(args, key) not in (None, ""):
             set_gate_option(config, key, getattr(args, key), f"--{key.replace('_', '-')}")
-    for part in [x for x in re.split(r"[,\n]", args.min_effect or "") if x.strip()]:
+    for part in split_list(args.min_effect):
         name, sep, amount = part.partition("=")
         if not sep:
             raise UsageError(f"malformed --min-effect {part.strip()!r}", "write metric=amount, e.g. bleu=1 or "
@@ -148,7 +148,7 @@ def main(argv=None) -> int:
 
     config = gate_config(args)
     args.seed_value = config.seed
-    requested = resolve_names([m for m in (args.metrics or "").split(",")] + config.metrics)
+    requested = resolve_names(split_list(args.metrics) + config.metrics)
     requested += [m for m in [*config.thresholds, *config.primary, *config.guard] if m not in requested]
     if not requested:
         raise UsageError("no metrics to compute", "pass --metrics, e.g. accuracy,bleu,rouge")
