@@ -269,7 +269,7 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
         raw = os.environ.get(env_name(action.dest), "")
         if raw.strip() == "":
             continue
-        flag = action.option_strings[-1]
+        flag = action.option_strings[0]
         if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
             value = parse_bool(flag, raw)
             defaults[action.dest] = value if isinstance(action, argparse._StoreTrueAction) else not value

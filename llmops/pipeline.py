@@ -208,7 +208,7 @@ class Run:
 
     def evaluate(self, stage: str, model_dir: Path, report: Path, baseline: Path | None,
                  expect: tuple[int, ...] = (0,), thresholds: bool = True) -> int:
-        argv = [self.py, str(SCRIPTS / "evaluate_and_gate.py"), "--model_dir", str(model_dir), "--eval_data",
+        argv = [self.py, str(SCRIPTS / "evaluate_and_gate.py"), "--model-dir", str(model_dir), "--eval-data",
                 str(self.cfg.eval_data), *self.cfg.eval_args, "--report", str(report)]
         if self.cfg.thresholds and thresholds:
             argv += ["--thresholds", str(self.cfg.thresholds)]
@@ -236,8 +236,8 @@ class Run:
         if cand.what:
             print(f"    {cand.what}")
         self.pipe.run(f"train {cand.label}", [
-            self.py, str(SCRIPTS / "train.py"), "--model_name", str(base), "--dataset", str(self.cfg.dataset),
-            "--format", self.cfg.data_format, "--output_dir", str(model_dir), "--model-version", version,
+            self.py, str(SCRIPTS / "train.py"), "--model-name", str(base), "--dataset", str(self.cfg.dataset),
+            "--format", self.cfg.data_format, "--output-dir", str(model_dir), "--model-version", version,
             *cand.train_args])
 
     def gate(self, cand: Candidate, model_dir: Path, version: str, baseline: Path, baseline_name: str,

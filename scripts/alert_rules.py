@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 from llmops import gha
-from llmops.cli import run_script
+from llmops.cli import parse_args, run_script
 from llmops.errors import CheckFailed, InfraError, UsageError
 
 RULES_FILE = "llmops-alerts.rules.yml"
@@ -65,7 +65,7 @@ def _labels(items: list[str]) -> dict[str, str]:
 def main(argv=None) -> int:
     from llmops.monitoring import rules
 
-    args = gha.parse_args(build_parser(), argv)
+    args = parse_args(build_parser(), argv)
     th = rules.AlertThresholds(
         error_rate=args.error_rate, error_for=args.error_for, latency_p99_seconds=args.latency_p99_seconds,
         latency_for=args.latency_for, quality_min=args.quality_min, quality_for=args.quality_for,

@@ -1,8 +1,10 @@
 """evaluate-and-gate: evaluate a model (local folder, OpenAI-compatible endpoint or a predictions file) on
 reference data and gate it on thresholds and on a noise-aware comparison with a baseline verdict.
 
-    python scripts/evaluate_and_gate.py --model_dir models/abc --eval_data data/eval.jsonl \
+    python scripts/evaluate_and_gate.py --model-dir models/abc --eval-data data/eval.jsonl \
         --metrics accuracy,bleu,rouge --thresholds thresholds.yml --baseline prod-verdict.json
+
+Flags are kebab-case; the seed's --model_dir / --eval_data (and any --snake_case spelling) still work.
 
 Exit codes: 0 pass (or inconclusive with --on-inconclusive pass), 1 the gate failed, 2 bad input, 3 the endpoint
 is unreachable. Every option also reads INPUT_<NAME> (how the action passes its inputs).
@@ -12,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from llmops import gha
-from llmops.cli import run_script
+from llmops.cli import parse_args, run_script
 from llmops.errors import UsageError
 from llmops.inputs import split_list
 
@@ -20,17 +22,17 @@ from llmops.inputs import split_list
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     src = p.add_argument_group("what to evaluate (exactly one)")
-    src.add_argument("--model_dir", "--model-dir", dest="model_dir", help="local model folder (save_pretrained)")
+    src.add_argument("--model-dir", "--model_dir", dest="model_dir", help="local model folder (save_pretrained)")
     src.add_argument("--endpoint", help="OpenAI-compatible base URL, e.g. http://llm.staging.svc:8000")
     src.add_argument("--predictions", help="JSONL of predictions made elsewhere (id or prompt + prediction)")
-    p.add_argument("--eval_data", "--eval-data", dest="eval_data", help="eval JSONL: {prompt, reference} or chat rows")
+    p.add_argument("--eval-data", "--eval_data", dest="eval_data", help="eval JSONL: {prompt, reference} or chat rows")
     p.add_argument("--metrics", default="accuracy,bleu,rouge", help="comma list (default: accuracy,bleu,rouge); "
                    "also exact_match, chrf, rouge1/2/l, perplexity, loss, latency_p50/95/99, tokens_per_s, "
                    "output_length, cost, hf:<name>, and the assertions json_valid, json_schema, regex, contains, "
                    "not_contains, starts_with, tool_call_valid (specs per row or in metric_options)")
     p.add_argument("--thresholds", action="append", help="YAML/JSON file or pairs like accuracy>=0.6,latency_p95<=2")
     p.add_argument("--baseline", help="an earlier verdict JSON (e.g. production's) to compare with, sample by sample")
-    p.add_argument("--sample-size", "--sample_size", dest="sample_size", type=gha.positive_int, default=0,
+    p.add_argument("--sample-size", dest="sample_size", type=gha.positive_int, default=0,
                    help="evaluate this many rows (stable, seeded choice; 0 = all)")
     p.add_argument("--report", default="evaluate-verdict.json", help="where to write the verdict JSON")
     p.add_argument("--predictions-out", dest="predictions_out", help="also write the predictions here (JSONL)")
@@ -108,9 +110,9 @@ def gate_config(args):
 def make_backend(args):
     chosen = [name for name in ("model_dir", "endpoint", "predictions") if getattr(args, name)]
     if len(chosen) != 1:
-        raise UsageError("give exactly one of --model_dir, --endpoint or --predictions"
-                         + (f" (got {', '.join('--' + c for c in chosen)})" if chosen else ""),
-                         "model_dir evaluates a local model, endpoint a deployed one, predictions a file of outputs")
+        raise UsageError("give exactly one of --model-dir, --endpoint or --predictions"
+                         + (f" (got {', '.join('--' + c.replace('_', '-') for c in chosen)})" if chosen else ""),
+                         "model-dir evaluates a local model, endpoint a deployed one, predictions a file of outputs")
     if args.temperature < 0 or not 0 < args.top_p <= 1:
         raise UsageError("--temperature must be >= 0 and --top-p in (0, 1]")
     if args.model_dir:
@@ -129,9 +131,9 @@ def make_backend(args):
 
 
 def main(argv=None) -> int:
-    args = gha.parse_args(build_parser(), argv)
+    args = parse_args(build_parser(), argv)
     if not args.eval_data:
-        raise UsageError("--eval_data is required", "pass the eval JSONL ({prompt, reference} rows)")
+        raise UsageError("--eval-data is required", "pass the eval JSONL ({prompt, reference} rows)")
     from llmops.eval.backends import Generation, Generations
     from llmops.eval.data import load_eval_data, load_predictions
     from llmops.eval.gate import Baseline, exit_code

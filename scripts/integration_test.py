@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 
 from llmops import gha
-from llmops.cli import run_script
+from llmops.cli import parse_args, run_script
 from llmops.errors import CheckFailed, InfraError, InputError, UsageError
 
 SERVER_PRESETS = ("llmops", "vllm", "tgi", "sglang", "triton", "openai")
@@ -158,7 +158,7 @@ def wait_healthy(session, url: str, args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     import requests
 
-    args = gha.parse_args(build_parser(), argv)
+    args = parse_args(build_parser(), argv)
     endpoint = args.endpoint.rstrip("/")
     if not re.match(r"^https?://[^/]+", endpoint):
         raise UsageError(f"--endpoint must be an http(s) URL, got {args.endpoint!r}", "e.g. http://host:8000")

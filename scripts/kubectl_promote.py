@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from llmops import gha
-from llmops.cli import run_script
+from llmops.cli import parse_args, run_script
 from llmops.errors import UsageError
 
 
@@ -95,7 +95,7 @@ def _log(text: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = gha.parse_args(build_parser(), argv)
+    args = parse_args(build_parser(), argv)
     if args.kubeconfig_data:
         from llmops.k8s.kubeconfig import mask_secret
         mask_secret(args.kubeconfig_data)

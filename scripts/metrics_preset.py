@@ -16,8 +16,7 @@ import argparse
 import json
 from collections.abc import Sequence
 
-from llmops import gha
-from llmops.cli import run_script
+from llmops.cli import parse_args, run_script
 from llmops.errors import UsageError
 
 
@@ -42,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from llmops.canary import presets, queries
 
-    args = gha.parse_args(build_parser(), argv)
+    args = parse_args(build_parser(), argv)
     preset = presets.get(args.preset)
     if bool(args.canary_selector) != bool(args.stable_selector):
         raise UsageError("give both --canary-selector and --stable-selector, or neither")

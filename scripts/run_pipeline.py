@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmops import gha
-from llmops.cli import run_script
+from llmops.cli import parse_args, run_script
 from llmops.pipeline import ROOT, Candidate, PipelineConfig, run_pipeline
 from llmops.pipeline_story import story_table, timings_table
 
@@ -115,7 +115,7 @@ def config_from(args) -> tuple[PipelineConfig, Preset]:
 
 
 def main(argv=None) -> int:
-    args = gha.parse_args(build_parser(), argv)
+    args = parse_args(build_parser(), argv)
     cfg, preset = config_from(args)
     result = run_pipeline(cfg)
     outcomes = result["outcomes"]

@@ -21,7 +21,7 @@ import threading
 import time
 
 from llmops import gha
-from llmops.cli import run_script
+from llmops.cli import parse_args, run_script
 from llmops.errors import InfraError, UsageError
 
 DRAIN_MAX_S = 2.0
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = gha.parse_args(build_parser(), argv)
+    args = parse_args(build_parser(), argv)
     if args.echo == bool(args.model_dir):
         raise UsageError("give exactly one of --model-dir DIR or --echo",
                          "--model-dir serves a trained model; --echo serves the fake generator for drills")

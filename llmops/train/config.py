@@ -1,5 +1,6 @@
 """Every training setting: the argparse parser (flags of scripts/train.py, action inputs via INPUT_<NAME>) and the
-checks that need more than one flag. The seed pipeline's ``--model_name``/``--dataset``/``--output_dir`` are kept.
+checks that need more than one flag. Kebab-case flags; the seed pipeline's ``--model_name``/``--output_dir`` stay listed as aliases (llmops.cli
+parses any ``--snake_case`` spelling).
 """
 from __future__ import annotations
 
@@ -35,13 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
         "`accelerate launch` itself after the GPU preflight.")
     add = p.add_argument
     g = p.add_argument_group("model and data")
-    g.add_argument("--model_name", "--model-name", "--model", dest="model_name", required=True,
+    g.add_argument("--model-name", "--model_name", "--model", dest="model_name", required=True,
                    help="base model: local folder or hub id")
     g.add_argument("--tokenizer", help="tokenizer folder or hub id (default: the model's)")
     g.add_argument("--dataset", required=True, help="training JSONL file(s); globs and commas allowed")
-    g.add_argument("--eval-dataset", "--eval_dataset", dest="eval_dataset", help="eval JSONL (same format)")
+    g.add_argument("--eval-dataset", dest="eval_dataset", help="eval JSONL (same format)")
     g.add_argument("--format", default="auto", choices=("auto",) + FORMATS)
-    g.add_argument("--output_dir", "--output-dir", dest="output_dir", required=True)
+    g.add_argument("--output-dir", "--output_dir", dest="output_dir", required=True)
     g.add_argument("--overwrite", type=lambda t: parse_bool("overwrite", t), default=False)
     g.add_argument("--model-version", dest="model_version", help="version recorded in llmops-model.json "
                    "(default: the git sha)")
@@ -81,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--checkpoint-dir", dest="checkpoint_dir", help="default: <output_dir>.checkpoints")
     g.add_argument("--checkpoint-steps", dest="checkpoint_steps", type=_int, default=500, help="0: none")
     g.add_argument("--keep-checkpoints", dest="keep_checkpoints", type=_int, default=2, help="0: keep all")
-    g.add_argument("--resume-from-checkpoint", "--resume_from_checkpoint", dest="resume_from_checkpoint",
+    g.add_argument("--resume-from-checkpoint", dest="resume_from_checkpoint",
                    help="a checkpoint folder, or latest (newest in checkpoint-dir; none yet = start fresh)")
     g.add_argument("--eval-steps", dest="eval_steps", type=_int, default=0, help="0: at each epoch end")
     g.add_argument("--logging-steps", dest="logging_steps", type=_int, default=10)

@@ -120,7 +120,7 @@ def test_threshold_file_and_cost(tmp_path, predictions):
     ("missing thresholds file", ["--predictions", "p.jsonl", "--eval_data", "eval.jsonl", "--thresholds", "x.yml"],
      2, "thresholds file not found: x.yml"),
     ("two backends", ["--predictions", "p.jsonl", "--endpoint", "http://x", "--eval_data", "eval.jsonl"], 2,
-     "give exactly one of --model_dir, --endpoint or --predictions"),
+     "give exactly one of --model-dir, --endpoint or --predictions"),
     ("uncomputable", ["--predictions", "p.jsonl", "--eval_data", "eval.jsonl", "--thresholds", "perplexity<=50"], 2,
      "cannot compute perplexity: perplexity needs the local model backend"),
     ("missing prediction", ["--predictions", "short.jsonl", "--eval_data", "eval.jsonl"], 2,
