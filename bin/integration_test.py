@@ -1,8 +1,8 @@
 """Integration test of a deployed model server: health, smoke completions or chats, and checks on each answer.
 
-    python scripts/integration_test.py --endpoint http://llm-server.staging.svc:8000
-    python scripts/integration_test.py --endpoint URL --preset vllm --api chat --model v2
-    python scripts/integration_test.py --endpoint URL --cases smoke.jsonl --max-latency-ms 2000
+    python bin/integration_test.py --endpoint http://llm-server.staging.svc:8000
+    python bin/integration_test.py --endpoint URL --preset vllm --api chat --model v2
+    python bin/integration_test.py --endpoint URL --cases smoke.jsonl --max-latency-ms 2000
 
 Checks: ``GET <endpoint><health-path>`` answers 2xx within ``--timeout`` seconds (the path from ``--preset``:
 ``/health`` for llmops, vllm, tgi and sglang, ``/v2/health/ready`` for triton, ``/v1/models`` for any other
