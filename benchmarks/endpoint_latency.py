@@ -1,7 +1,7 @@
 """Does evaluate-and-gate's endpoint latency depend on ``--concurrency``? Before: every row's client-seen time
 (queueing included); now: the service time of the rows sent one at a time (``latency-sample``).
 
-The reference server (scripts/serve.py, run as a process) serves the tiny offline model with ``--max-batch 1``:
+The reference server (bin/serve.py, run as a process) serves the tiny offline model with ``--max-batch 1``:
 one request generated at a time, the others queue, like a llama.cpp server with one slot. For each concurrency the
 same eval rows run twice through ``EndpointBackend``: the old way (first row alone, the rest at the concurrency,
 latency = all rows) and the new (``latency-sample`` rows alone, then the rest at the concurrency), and the
@@ -32,7 +32,7 @@ def start_server(model_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
     from tests.infra.tools import free_port
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts/serve.py"), "--model-dir", str(model_dir),
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bin/serve.py"), "--model-dir", str(model_dir),
                              "--model-version", "bench", "--port", str(port), "--max-batch", "1",
                              "--drain-max", "0", "--drain-idle", "0"], stdout=open(log, "wb"),  # noqa: SIM115
                             stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -70,7 +70,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     from llmops.eval.data import Sample
-    from llmops.tiny_model import build_tiny_model, texts_from_jsonl
+    from llmops.demo.tiny_model import build_tiny_model, texts_from_jsonl
 
     rows, sample, levels = (24, 8, [1, 8]) if args.quick else (48, 16, [1, 4, 8])
     samples = [Sample(f"r{i}", "x", i + 1, prompt=f"What is {i} plus {i + 1}?") for i in range(rows)]

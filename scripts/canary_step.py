@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from llmops import gha
-from llmops.cli import run_script
+from llmops.cli import parse_args, run_script
 from llmops.errors import UsageError
 
 LIMITS = {  # check -> (flag for the absolute limit, flag for the relative limit, defaults)
@@ -274,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from llmops.canary.prom import Prometheus
     from llmops.canary.runner import CanaryRun
 
-    args = gha.parse_args(build_parser(), argv)
+    args = parse_args(build_parser(), argv)
     from llmops.redact import url_secrets
 
     for secret in [args.prometheus_token, *url_secrets(args.prometheus_url)]:

@@ -1,8 +1,10 @@
 """evaluate-and-gate: evaluate a model (local folder, OpenAI-compatible endpoint or a predictions file) on
 reference data and gate it on thresholds and on a noise-aware comparison with a baseline verdict.
 
-    python scripts/evaluate_and_gate.py --model_dir models/abc --eval_data data/eval.jsonl \
+    python scripts/evaluate_and_gate.py --model-dir models/abc --eval-data data/eval.jsonl \
         --metrics accuracy,bleu,rouge --thresholds thresholds.yml --baseline prod-verdict.json
+
+Flags are kebab-case; the seed's --model_dir / --eval_data (and any --snake_case spelling) still work.
 
 Exit codes: 0 pass (or inconclusive with --on-inconclusive pass), 1 the gate failed, 2 bad input, 3 the endpoint
 is unreachable. Every option also reads INPUT_<NAME> (how the action passes its inputs).
@@ -10,11 +12,11 @@ is unreachable. Every option also reads INPUT_<NAME> (how the action passes its 
 from __future__ import annotations
 
 import argparse
-import re
 
 from llmops import gha
-from llmops.cli import run_script
+from llmops.cli import parse_args, run_script
 from llmops.errors import UsageError
+from llmops.inputs import split_list
 
 LATENCY_SAMPLE = 30  # rows timed alone: enough for the gate's default min_samples (30) to decide a latency limit
 
@@ -22,17 +24,17 @@ LATENCY_SAMPLE = 30  # rows timed alone: enough for the gate's default min_sampl
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     src = p.add_argument_group("what to evaluate (exactly one)")
-    src.add_argument("--model_dir", "--model-dir", dest="model_dir", help="local model folder (save_pretrained)")
+    src.add_argument("--model-dir", "--model_dir", dest="model_dir", help="local model folder (save_pretrained)")
     src.add_argument("--endpoint", help="OpenAI-compatible base URL, e.g. http://llm.staging.svc:8000")
     src.add_argument("--predictions", help="JSONL of predictions made elsewhere (id or prompt + prediction)")
-    p.add_argument("--eval_data", "--eval-data", dest="eval_data", help="eval JSONL: {prompt, reference} or chat rows")
+    p.add_argument("--eval-data", "--eval_data", dest="eval_data", help="eval JSONL: {prompt, reference} or chat rows")
     p.add_argument("--metrics", default="accuracy,bleu,rouge", help="comma list (default: accuracy,bleu,rouge); "
                    "also exact_match, chrf, rouge1/2/l, perplexity, loss, latency_p50/95/99, tokens_per_s, "
                    "output_length, cost, hf:<name>, and the assertions json_valid, json_schema, regex, contains, "
                    "not_contains, starts_with, tool_call_valid (specs per row or in metric_options)")
     p.add_argument("--thresholds", action="append", help="YAML/JSON file or pairs like accuracy>=0.6,latency_p95<=2")
     p.add_argument("--baseline", help="an earlier verdict JSON (e.g. production's) to compare with, sample by sample")
-    p.add_argument("--sample-size", "--sample_size", dest="sample_size", type=gha.positive_int, default=0,
+    p.add_argument("--sample-size", dest="sample_size", type=gha.positive_int, default=0,
                    help="evaluate this many rows (stable, seeded choice; 0 = all)")
     p.add_argument("--report", default="evaluate-verdict.json", help="where to write the verdict JSON")
     p.add_argument("--predictions-out", dest="predictions_out", help="also write the predictions here (JSONL)")
@@ -96,7 +98,7 @@ def gate_config(args):
     for key in ("alpha", "min_samples", "on_inconclusive", "bootstrap", "seed", "correction", "primary", "guard"):
         if getattr(args, key) not in (None, ""):
             set_gate_option(config, key, getattr(args, key), f"--{key.replace('_', '-')}")
-    for part in [x for x in re.split(r"[,\n]", args.min_effect or "") if x.strip()]:
+    for part in split_list(args.min_effect):
         name, sep, amount = part.partition("=")
         if not sep:
             raise UsageError(f"malformed --min-effect {part.strip()!r}", "write metric=amount, e.g. bleu=1 or "
@@ -117,9 +119,9 @@ def gate_config(args):
 def make_backend(args):
     chosen = [name for name in ("model_dir", "endpoint", "predictions") if getattr(args, name)]
     if len(chosen) != 1:
-        raise UsageError("give exactly one of --model_dir, --endpoint or --predictions"
-                         + (f" (got {', '.join('--' + c for c in chosen)})" if chosen else ""),
-                         "model_dir evaluates a local model, endpoint a deployed one, predictions a file of outputs")
+        raise UsageError("give exactly one of --model-dir, --endpoint or --predictions"
+                         + (f" (got {', '.join('--' + c.replace('_', '-') for c in chosen)})" if chosen else ""),
+                         "model-dir evaluates a local model, endpoint a deployed one, predictions a file of outputs")
     if args.temperature < 0 or not 0 < args.top_p <= 1:
         raise UsageError("--temperature must be >= 0 and --top-p in (0, 1]")
     if args.model_dir:
@@ -155,9 +157,9 @@ def served_identity(backend, requested: str) -> dict:
 
 
 def main(argv=None) -> int:
-    args = gha.parse_args(build_parser(), argv)
+    args = parse_args(build_parser(), argv)
     if not args.eval_data:
-        raise UsageError("--eval_data is required", "pass the eval JSONL ({prompt, reference} rows)")
+        raise UsageError("--eval-data is required", "pass the eval JSONL ({prompt, reference} rows)")
     from llmops.eval.backends import Generation, Generations
     from llmops.eval.data import load_eval_data, load_predictions
     from llmops.eval.gate import Baseline, exit_code
@@ -174,7 +176,7 @@ def main(argv=None) -> int:
 
     config = gate_config(args)
     args.seed_value = config.seed
-    requested = resolve_names([m for m in (args.metrics or "").split(",")] + config.metrics)
+    requested = resolve_names(split_list(args.metrics) + config.metrics)
     requested += [m for m in [*config.thresholds, *config.primary, *config.guard] if m not in requested]
     if not requested:
         raise UsageError("no metrics to compute", "pass --metrics, e.g. accuracy,bleu,rouge")

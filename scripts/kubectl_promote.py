@@ -14,13 +14,12 @@ actions/kubectl-promote/action.yml). Defaults come from llmops.k8s.promote.Optio
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
 
 from llmops import gha
-from llmops.cli import run_script
+from llmops.cli import parse_args, run_script
 from llmops.errors import UsageError
 
 
@@ -95,15 +94,8 @@ def _log(text: str) -> None:
     sys.stdout.flush()
 
 
-class _WarningsToRunner(logging.Handler):
-    """The library logs; the script turns its warnings into runner warnings."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        gha.warning(record.getMessage())
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = gha.parse_args(build_parser(), argv)
+    args = parse_args(build_parser(), argv)
     if args.kubeconfig_data:
         from llmops.k8s.kubeconfig import mask_secret
         mask_secret(args.kubeconfig_data)
@@ -113,7 +105,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from llmops.k8s.promote import Options, Outcome, promote, rollback
     from llmops.k8s.verdict import require_pass
 
-    logging.getLogger("llmops").addHandler(_WarningsToRunner(logging.WARNING))
     for flag in ("timeout", "health_timeout", "health_interval", "request_timeout", "retry_budget", "lock_ttl"):
         gha.parse_number("--" + flag.replace("_", "-"), getattr(args, flag), minimum=0.001)
     if args.rollback and (args.image or args.model_version or args.model_uri):

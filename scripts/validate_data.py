@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 from llmops import gha
-from llmops.cli import run_script
+from llmops.cli import parse_args, run_script
 from llmops.data.reader import MAX_LINE_BYTES
 from llmops.errors import InputError, UsageError
 
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     from llmops.data.report import emit, write_report
     from llmops.data.validate import Options, validate
 
-    args = gha.parse_args(build_parser(), argv)
+    args = parse_args(build_parser(), argv)
     opts = Options(inputs=args.input, schema=args.schema, fmt=args.format, min_samples=args.min_samples,
                    max_samples=args.max_samples, eval_data=args.eval_data, tokenizer=args.tokenizer,
                    max_tokens=args.max_tokens, empty=args.empty_fields, duplicates=args.duplicates,

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from llmops.errors import UsageError
+from llmops.inputs import split_list
 
 DEFAULT_STEPS = (5, 10, 25, 50, 75, 100)
 HISTORY = 40  # windows kept on the object for the chart
@@ -79,7 +80,7 @@ class Decision:
 
 
 def parse_steps(text: str | list) -> tuple[int, ...]:
-    items = text if isinstance(text, list) else [p for p in str(text).replace("\n", ",").split(",") if p.strip()]
+    items = text if isinstance(text, list) else split_list(text)
     try:
         steps = tuple(int(str(p).strip()) for p in items)
     except ValueError:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from llmops.canary import buckets
+from llmops.canary import buckets, stats
 from llmops.canary.sequential import AbsoluteTest, RelativeRule, RelativeTest
 
 NO_DATA_POLICIES = ("fail", "wait", "pass")
@@ -109,7 +109,7 @@ def judge(counts: dict, evidence: dict, cfg: AnalysisConfig, weight: float, min_
     result: dict = {"weight": weight, "measured": measured,
                     "requests": {"canary": n_c if measured else None, "stable": n_s},
                     "errors": {"canary": e_c, "stable": e_s},
-                    "error_rate": {"canary": e_c / n_c if n_c else None, "stable": e_s / n_s if n_s else None},
+                    "error_rate": {"canary": stats.rate(e_c, n_c), "stable": stats.rate(e_s, n_s)},
                     "checks": []}
     if evidence.get("rules") != cfg.key():
         evidence.clear()
@@ -169,8 +169,8 @@ def _sequential(name: str, lim: Limits, cfg: AnalysisConfig, alpha: float, ev: d
                        f"{abs_.limit:.2%} (log-evidence {abs_.log_reject():.1f} >= {abs_.reject_at:.1f})")
     if rel is not None and rel.rejected():
         st = rel.state
-        reasons.append(f"canary {_rate(st['canary_events'], st['canary_requests'])} vs stable "
-                       f"{_rate(st['stable_events'], st['stable_requests'])} over the canary: shown more than "
+        reasons.append(f"canary {_share_text(st['canary_events'], st['canary_requests'])} vs stable "
+                       f"{_share_text(st['stable_events'], st['stable_requests'])} over the canary: shown more than "
                        f"{lim.relative:.0%} worse (log-evidence {rel.log_reject():.1f} >= {rel.reject_at:.1f})")
     check["accepted"] = rel is None or rel.accepted() or not rel.evaluable
     check["to_accept"] = None if check["accepted"] else rel.requests_to_accept(weight)
@@ -188,7 +188,7 @@ def _sequential(name: str, lim: Limits, cfg: AnalysisConfig, alpha: float, ev: d
     return check
 
 
-def _rate(events: int, requests: int) -> str:
+def _share_text(events: int, requests: int) -> str:
     return f"{events}/{requests} = {events / requests:.2%}" if requests else "no requests"
 
 

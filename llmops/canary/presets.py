@@ -116,7 +116,7 @@ TRITON_MS = (100, 500, 2000, 5000)  # Triton's default first-response buckets, m
 VLLM_HANDLER = 'handler=~"/v1/chat/completions|/v1/completions"'
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset(
-        "llmops", "llmops reference server (scripts/serve.py)",
+        "llmops", "llmops reference server (bin/serve.py)",
         {"requests": _inc("llm_requests_total"), "errors": _inc("llm_requests_total", ', status="error"'),
          "latency_seconds": _buckets("llm_request_duration_seconds_bucket"),
          "ttft_seconds": _buckets("llm_time_to_first_token_seconds_bucket"),

@@ -11,19 +11,18 @@ the window, one series per ``le`` (``sum by (le) (increase(..._bucket[...]))``),
 bucket counts, never from a quantile; ``cost_per_request`` and ``quality`` are gauges (one number). Any template can
 be replaced from a YAML or JSON file (``queries:`` input) mapping a name below to PromQL; unknown names are an
 error, and so is a template that renders the same PromQL for canary and stable (it would compare the traffic with
-itself).
+itself). Filling a template (escaping, the namespace check, placeholder errors) is llmops.monitoring.queries'
+``fill``, the one PromQL renderer (``render`` here).
 """
 from __future__ import annotations
 
-import json
-import re
-from pathlib import Path
-
 from llmops.errors import InputError, UsageError
+from llmops.inputs import load_document
 from llmops.monitoring import queries as monitoring
+from llmops.monitoring.queries import VARIABLES, duration  # noqa: F401 - the one PromQL module's, used from here
+from llmops.monitoring.queries import fill as render
 
-_SEL = '{{model_version="{version}", namespace=~"{namespace}"}}'
-_ERR = '{{model_version="{version}", namespace=~"{namespace}", status="error"}}'
+_SEL, _ERR = monitoring.SELECTOR, monitoring.ERRORS_SELECTOR
 
 DEFAULTS = {
     "requests": f"sum(increase(llm_requests_total{_SEL}[{{window}}]))",
@@ -34,8 +33,6 @@ DEFAULTS = {
 }
 HISTOGRAMS = ("latency_seconds", "ttft_seconds")  # templates answering one series per bucket bound (le)
 RENAMED = {"latency_p99": "latency_seconds", "ttft_p95": "ttft_seconds"}
-VARIABLES = ("namespace", "deployment", "version", "window")
-_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
 def load(path: str | None) -> dict[str, str]:
@@ -50,16 +47,7 @@ def read(path: str | None) -> dict[str, str]:
     """The templates a YAML/JSON file of ``name: promql`` overrides (names and placeholders checked)."""
     if not path:
         return {}
-    import yaml
-
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot read queries file {path}: {exc.strerror}", "check the queries path") from None
-    try:
-        data = yaml.safe_load(text) if not path.endswith(".json") else json.loads(text)
-    except (yaml.YAMLError, ValueError) as exc:
-        raise InputError(f"queries file {path} is not valid YAML/JSON: {exc}", file=path) from None
+    data = load_document(path, "queries file")
     if not isinstance(data, dict):
         raise InputError(f"queries file {path} must map names to PromQL strings", file=path)
     templates = {}
@@ -85,28 +73,3 @@ def check_sides(templates: dict[str, str]) -> None:
         if a == b:
             raise UsageError(f"query {name!r} renders the same PromQL for canary and stable ({a!r}): it would compare "
                              "the traffic with itself", "select the version with {version} or {deployment} in it")
-
-
-def escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def render(template: str, *, version: str, window: str, namespace: str, deployment: str) -> str:
-    if namespace and not _NAMESPACE.fullmatch(namespace):
-        raise UsageError(f"namespace must be a Kubernetes namespace name, got {namespace!r}")
-    values = {"version": escape(version), "window": window, "namespace": namespace or ".*",
-              "deployment": escape(deployment)}
-    try:
-        return template.format_map(values)
-    except (KeyError, IndexError) as exc:
-        raise UsageError(f"unknown placeholder {exc} in query template {template!r}",
-                         f"templates may use {', '.join('{' + v + '}' for v in VARIABLES)}; write {{{{ }}}} for "
-                         "literal braces") from None
-    except ValueError as exc:
-        raise UsageError(f"bad query template {template!r}: {exc}",
-                         "write {{ and }} for the braces of PromQL label matchers") from None
-
-
-def duration(seconds: float) -> str:
-    """A PromQL duration for a window in seconds (whole seconds, at least 1s)."""
-    return f"{max(1, round(seconds))}s"

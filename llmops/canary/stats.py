@@ -32,7 +32,7 @@ class TestResult:
     worse: bool
     p_value: float
     alpha: float
-    canary_rate: float
+    canary_rate: float | None
     reference_rate: float | None
     detail: str
 
@@ -60,8 +60,9 @@ def _check_counts(errors: int, total: int, who: str) -> None:
         raise ValueError(f"{who}: need 0 <= errors <= total, got errors={errors} total={total}")
 
 
-def rate(errors: int, total: int) -> float:
-    return errors / total if total else float("nan")
+def rate(errors: int, total: int) -> float | None:
+    """The observed ratio; None when there were no requests (no value, never 0 or NaN): the one rate helper."""
+    return errors / total if total else None
 
 
 def above_threshold(errors: int, total: int, limit: float, alpha: float) -> TestResult:

@@ -66,10 +66,21 @@ def dedup_parts(fmt: str | None, row: dict) -> list[str]:
     return [text for _, text in walk_strings(row)]
 
 
+def norm_field(line: bytes, text: str) -> str:
+    """``normalize(text)``, cheap when the raw line shows no whitespace but single spaces and escaped newlines."""
+    if line.isascii() and b"  " not in line:
+        escapes = line.count(b"\\")
+        if escapes == 0:
+            return text.strip()
+        if escapes == line.count(b"\\n"):  # every escape is \n: the only other whitespace is a newline
+            flat = text.replace("\n", " ")
+            if "  " not in flat:
+                return flat.strip()
+    return normalize(text)
+
+
 def dedup_text(fmt: str | None, row: dict, line: bytes | None = None) -> str:
     """Normalised duplicate key of a row; ``line`` (the raw JSON) lets clean rows skip the split/join."""
-    from llmops.data.fastpath import norm_field
-
     parts = dedup_parts(fmt, row)
     if line is not None:
         return "\x1f".join([norm_field(line, p) for p in parts])

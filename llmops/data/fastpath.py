@@ -16,23 +16,10 @@ import numpy as np
 import orjson
 import xxhash
 
-from llmops.data.checks import normalize
+from llmops.data.checks import norm_field, normalize  # noqa: F401 - norm_field: importable from here as before
 
 _INF = float("inf")
 _PAD = b"\n\n\n"  # look-ahead past the last line stays in bounds
-
-
-def norm_field(line: bytes, text: str) -> str:
-    """``normalize(text)``, cheap when the raw line shows no whitespace but single spaces and escaped newlines."""
-    if line.isascii() and b"  " not in line:
-        escapes = line.count(b"\\")
-        if escapes == 0:
-            return text.strip()
-        if escapes == line.count(b"\\n"):  # every escape is \n: the only other whitespace is a newline
-            flat = text.replace("\n", " ")
-            if "  " not in flat:
-                return flat.strip()
-    return normalize(text)
 
 
 def line_modes(lines: list[bytes]) -> np.ndarray:

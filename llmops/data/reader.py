@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Iterator
 
 from llmops.errors import InputError
+from llmops.inputs import split_list
 
 BOM = b"\xef\xbb\xbf"
 MAX_LINE_BYTES = 64 << 20
@@ -108,7 +109,7 @@ def split_spec(spec: str) -> list[str]:
         if "," in line and (os.path.lexists(line) or glob.has_magic(line) and glob.glob(line)):
             out.append(line)
         else:
-            out += [p.strip() for p in line.split(",") if p.strip()]
+            out += split_list(line)
     return out
 
 

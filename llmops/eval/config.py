@@ -18,7 +18,6 @@ are errors):
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from typing import Any
 from llmops.errors import InputError, UsageError
 from llmops.eval.metrics import REGISTRY, resolve_names
 from llmops.eval.stats import CORRECTIONS
+from llmops.inputs import load_document, split_list
 
 SECTIONS = ("metrics", "thresholds", "gate", "prices", "metric_options")
 GATE_KEYS = ("alpha", "min_samples", "on_inconclusive", "bootstrap", "seed", "min_effect", "correction", "primary",
@@ -142,7 +142,7 @@ def _set_thresholds(config: GateConfig, mapping: dict, where: str) -> None:
 
 def parse_pairs(text: str, config: GateConfig) -> None:
     """``accuracy>=0.6, latency_p95<=2`` (commas or newlines between pairs)."""
-    for part in [p for p in re.split(r"[,\n;]", text) if p.strip()]:
+    for part in split_list(text, ",\n;"):
         m = PAIR.match(part)
         if not m:
             raise UsageError(f"malformed threshold {part.strip()!r}", "write metric>=value or metric<=value, e.g. "
@@ -155,19 +155,7 @@ def parse_pairs(text: str, config: GateConfig) -> None:
 
 def load_file(path: Path, config: GateConfig) -> None:
     where = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read thresholds file {path}: {exc}", file=where) from None
-    import yaml
-
-    try:
-        doc = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        line = line + 1 if line is not None else getattr(exc, "lineno", None)
-        raise UsageError(f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: "
-                         f"{str(exc).splitlines()[0]}", file=where, line=line) from None
+    doc = load_document(path, "thresholds file")
     if doc is None:
         raise UsageError(f"{path} is empty", "add a thresholds: mapping", file=where)
     if not isinstance(doc, dict):
@@ -181,7 +169,7 @@ def load_file(path: Path, config: GateConfig) -> None:
         raise UsageError(f"{path}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}",
                          f"allowed top-level keys: {', '.join(SECTIONS)}", file=where)
     if doc.get("metrics") is not None:
-        items = doc["metrics"] if isinstance(doc["metrics"], list) else str(doc["metrics"]).split(",")
+        items = split_list(doc["metrics"])
         config.metrics += resolve_names([str(m) for m in items])
     _set_thresholds(config, doc.get("thresholds") or {}, where)
     gate = doc.get("gate") or {}
@@ -231,7 +219,7 @@ def set_gate_option(config: GateConfig, key: str, value: Any, where: str) -> Non
                              "westfall-young (the default) keeps the whole gate's false-fail rate at alpha")
         config.correction = str(value)
     elif key in ("primary", "guard"):
-        items = value if isinstance(value, list) else str(value or "").split(",")
+        items = split_list(value)
         names = resolve_names([str(m) for m in items])
         setattr(config, key, names)
         other = config.guard if key == "primary" else config.primary

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from llmops.errors import InfraError, UsageError
-from llmops.eval.metrics import EvalRun, Metric, MetricValue
+from llmops.eval.metric_base import EvalRun, Metric, MetricValue
 
 
 class HFMetric(Metric):

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from llmops.errors import UsageError
-from llmops.eval.metrics import EvalRun, Metric, MetricUnavailable, MetricValue, register
+from llmops.eval.metric_base import EvalRun, Metric, MetricUnavailable, MetricValue, register
 
 FENCE = re.compile(r"^\s*```[\w-]*\s*\n(.*?)\n?\s*```\s*$", re.S)
 NOT_SET = object()

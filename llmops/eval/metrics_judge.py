@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from llmops.eval.judge import JudgeUnavailable, fill, parse_choice, parse_score
-from llmops.eval.metrics import EvalRun, Metric, MetricUnavailable, MetricValue, register
+from llmops.eval.metric_base import EvalRun, Metric, MetricUnavailable, MetricValue, register
 
 VOTE = {"A": 1, "B": -1, "TIE": 0}
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from llmops.eval.metrics import EvalRun, Metric, MetricUnavailable, MetricValue, register
+from llmops.eval.metric_base import EvalRun, Metric, MetricUnavailable, MetricValue, register
 
 
 def _ref_stats(run: EvalRun, name: str) -> np.ndarray:

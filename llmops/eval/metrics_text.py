@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from llmops.errors import UsageError
-from llmops.eval.metrics import EvalRun, Metric, MetricValue, register
+from llmops.eval.metric_base import EvalRun, Metric, MetricValue, register
 
 NORMALIZERS = ("strip", "lower", "punct", "articles", "whitespace")
 _PUNCT = re.compile("[" + re.escape(string.punctuation) + "\u3000-\u303f\uff00-\uffef]")

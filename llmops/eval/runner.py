@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 import math
 from pathlib import Path
 
 import numpy as np
 
-from llmops import __version__, gha
+from llmops import __version__
 from llmops.errors import UsageError
 from llmops.eval.backends import Generations
 from llmops.eval.config import GateConfig
@@ -21,8 +22,10 @@ from llmops.eval.data import EvalData
 from llmops.eval.gate import VERDICT_SCHEMA, Baseline, MetricResult, judge
 from llmops.eval.metrics import EvalRun, MetricUnavailable, get_metric
 from llmops.eval.stats import bootstrap_many, percentile_ci
+from llmops.redact import scrub_known
 
 # Computed whenever the run has what they need (timings, token counts, prices); silently skipped otherwise.
+log = logging.getLogger(__name__)
 AUTO_METRICS = ["latency_p50", "latency_p95", "latency_p99", "tokens_per_s", "output_length", "cost"]
 MODEL_INFO_FILE = "llmops-model.json"
 MODEL_INFO_KEYS = ("model_version", "version", "base_model", "git_sha", "commit", "created", "run_id", "dataset_hash")
@@ -84,10 +87,10 @@ def read_model_info(model_dir: str | Path | None) -> dict:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, UnicodeDecodeError) as exc:
-        gha.warning(f"ignoring {path}: not valid JSON ({exc})", file=str(path))
+        log.warning(f"ignoring {path}: not valid JSON ({exc})", extra={"file": str(path)})
         return {}
     if not isinstance(doc, dict):
-        gha.warning(f"ignoring {path}: expected a JSON object", file=str(path))
+        log.warning(f"ignoring {path}: expected a JSON object", extra={"file": str(path)})
         return {}
     return {k: doc[k] for k in MODEL_INFO_KEYS if isinstance(doc.get(k), (str, int, float))}
 
@@ -189,7 +192,7 @@ def write_json(path: str | Path, doc: dict) -> Path:
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(gha.scrub(json.dumps(doc, ensure_ascii=False, indent=1)) + "\n", encoding="utf-8")
+    tmp.write_text(scrub_known(json.dumps(doc, ensure_ascii=False, indent=1)) + "\n", encoding="utf-8")
     tmp.replace(path)
     return path
 

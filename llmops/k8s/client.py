@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import random
 import stat
@@ -29,12 +30,12 @@ from typing import Any, TypeVar
 
 import yaml
 
-from llmops import gha
 from llmops.errors import InfraError, InputError, UsageError
 
 T = TypeVar("T")
 RETRY_STATUS = frozenset({409, 429, 500, 502, 503, 504})
 IN_CLUSTER_NS = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+log = logging.getLogger(__name__)
 
 
 class NotFound(InputError):
@@ -194,7 +195,7 @@ class Kube:
     def retrying(self, fn: Callable[[], T], *, what: str, budget: float | None = None) -> T:
         """``retrying()`` with this client's budget and server name."""
         return retrying(fn, what=what, budget=self.retry_budget if budget is None else budget, server=self.server,
-                        on_retry=gha.warning)
+                        on_retry=log.warning)
 
     # The Deployment helpers the canary step uses (namespace given per call: it works on two Deployments).
     def read_deployment(self, namespace: str, name: str) -> dict:
@@ -292,7 +293,7 @@ def _load_file(path: Path, context: str | None, allow_exec: bool = False) -> tup
         raise UsageError(f"context {context!r} is not in kubeconfig {label}; it has: {', '.join(map(str, contexts))}",
                          "set the context input to one of these")
     secret = label == "the kubeconfig secret"
-    review(doc, secret=secret, context=context, allow_exec=allow_exec, log=lambda text: gha.annotate("notice", text),
+    review(doc, secret=secret, context=context, allow_exec=allow_exec, log=log.info,
            label=label if secret else f"kubeconfig {label}")
     try:
         api_client = config.new_client_from_config(config_file=str(path), context=context or None,

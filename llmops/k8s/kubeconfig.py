@@ -161,7 +161,7 @@ def mask_secret(text: str | None) -> None:
     """Register each secret value of a kubeconfig secret (YAML or base64 of it) with the runner's masking."""
     import yaml
 
-    from llmops import gha
+    from llmops.redact import remember
 
     if not text or not text.strip():
         return
@@ -172,10 +172,10 @@ def mask_secret(text: str | None) -> None:
         pass
     if not isinstance(doc, dict):
         compact = "".join(text.split())
-        gha.mask(compact)  # the base64 form is one line: one mask
+        remember(compact)  # the base64 form is one line: one mask
         try:
             doc = yaml.safe_load(base64.b64decode(compact, validate=True).decode("utf-8"))
         except (binascii.Error, ValueError, UnicodeDecodeError, yaml.YAMLError):
             return
     for value in secret_values(doc):
-        gha.mask(value)
+        remember(value)

@@ -14,7 +14,6 @@ than a list of every request, so a long-running server uses constant memory.
 """
 from __future__ import annotations
 
-import json
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
@@ -23,9 +22,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from llmops.errors import InputError, UsageError
+from llmops.errors import UsageError
+from llmops.inputs import load_document
 
 MILLION = Decimal(1_000_000)
 SECONDS_PER_HOUR = Decimal(3600)
@@ -83,16 +81,7 @@ class PriceTable:
 
     @classmethod
     def load(cls, path: str | Path) -> PriceTable:
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"price table {path} does not exist", "pass the path of a YAML or JSON price table")
-        text = path.read_text(encoding="utf-8")
-        try:
-            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        except (json.JSONDecodeError, yaml.YAMLError) as exc:
-            raise InputError(f"price table {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
-                             f"{exc}", file=str(path)) from None
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(load_document(path, "price table"), str(path))
 
     def price_for(self, model_version: str, model_name: str | None = None) -> ModelPrice:
         for key in (model_version, model_name):

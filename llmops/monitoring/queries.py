@@ -1,9 +1,13 @@
-"""PromQL templates for one model version over one window: what canary analysis and dashboards ask Prometheus.
+"""PromQL templates, the one module that fills them: what canary analysis, presets and dashboards ask Prometheus.
 
-Each template is a plain string with ``{version}``, ``{window}`` and ``{namespace}`` placeholders (``{{``/``}}`` are
-literal braces, as in ``str.format``). Render them with ``render`` rather than ``.format`` directly: it escapes the
-version for a PromQL string, checks the window is a PromQL duration, and matches any namespace (``.*``, which also
-matches series without a namespace label) when none is given.
+Each template is a plain string with ``{version}``, ``{window}``, ``{namespace}`` and (canary templates)
+``{deployment}`` placeholders (``{{``/``}}`` are literal braces, as in ``str.format``). ``fill`` is the one
+renderer: it escapes the version and deployment for a PromQL string, checks the namespace is a Kubernetes name and
+matches any namespace (``.*``, which also matches series without a namespace label) when none is given, and names
+an unknown placeholder. ``render`` is ``fill`` for the dashboard templates below (by name or as a string) with the
+window checked as a PromQL duration; ``duration`` turns seconds into one. Bad values raise ``TemplateError``, a
+UsageError (exit 2 in a script) that is also a ValueError. The canary's own templates (counts over the window,
+histogram buckets) are llmops.canary.queries, built from ``SELECTOR`` / ``ERRORS_SELECTOR`` here.
 
     render(ERROR_RATE, version="v2", window="1m") ==
         'sum(rate(llm_requests_total{model_version="v2", namespace=~".*", status="error"}[1m]))'
@@ -16,8 +20,12 @@ from __future__ import annotations
 
 import re
 
-_SEL = '{{model_version="{version}", namespace=~"{namespace}"}}'
-_ERR = '{{model_version="{version}", namespace=~"{namespace}", status="error"}}'
+from llmops.errors import UsageError
+
+SELECTOR = '{{model_version="{version}", namespace=~"{namespace}"}}'
+ERRORS_SELECTOR = '{{model_version="{version}", namespace=~"{namespace}", status="error"}}'
+_SEL, _ERR = SELECTOR, ERRORS_SELECTOR
+VARIABLES = ("namespace", "deployment", "version", "window")
 
 ERROR_RATE = (
     f'sum(rate(llm_requests_total{_ERR}[{{window}}]))'
@@ -77,22 +85,46 @@ _DURATION = re.compile(r"(\d+(ms|s|m|h|d|w|y))+")
 _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
+class TemplateError(UsageError, ValueError):
+    """A PromQL template or a value filled into it is wrong."""
+
+
 def escape_label_value(value: str) -> str:
     """Escape a value for a double-quoted PromQL string."""
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+def fill(template: str, *, version: str, window: str, namespace: str | None = "", deployment: str = "") -> str:
+    """The one renderer: ``template`` with its placeholders filled (values escaped, the namespace checked)."""
+    if namespace and not _NAMESPACE.fullmatch(namespace):
+        raise TemplateError(f"namespace must be a Kubernetes namespace name, got {namespace!r}")
+    values = {"version": escape_label_value(version), "window": window, "namespace": namespace or ".*",
+              "deployment": escape_label_value(deployment)}
+    try:
+        return template.format_map(values)
+    except (KeyError, IndexError) as exc:
+        raise TemplateError(f"unknown placeholder {exc} in query template {template!r}",
+                            f"templates may use {', '.join('{' + v + '}' for v in VARIABLES)}; write {{{{ }}}} for "
+                            "literal braces") from None
+    except ValueError as exc:
+        raise TemplateError(f"bad query template {template!r}: {exc}",
+                            "write {{ and }} for the braces of PromQL label matchers") from None
+
+
 def render(template: str, *, version: str, window: str = "5m", namespace: str | None = None) -> str:
-    """Fill a template (a value of ``TEMPLATES`` or your own string with the same placeholders)."""
+    """Fill a template (a name or value of ``TEMPLATES``, or your own string with the same placeholders)."""
     if template in TEMPLATES:
         template = TEMPLATES[template]
     if not version:
-        raise ValueError("version is required")
+        raise TemplateError("version is required")
     if not _DURATION.fullmatch(window or ""):
-        raise ValueError(f"window must be a PromQL duration such as 30s, 5m or 1h, got {window!r}")
-    if namespace and not _NAMESPACE.fullmatch(namespace):
-        raise ValueError(f"namespace must be a Kubernetes namespace name, got {namespace!r}")
-    return template.format(version=escape_label_value(version), window=window, namespace=namespace or ".*")
+        raise TemplateError(f"window must be a PromQL duration such as 30s, 5m or 1h, got {window!r}")
+    return fill(template, version=version, window=window, namespace=namespace)
+
+
+def duration(seconds: float) -> str:
+    """A PromQL duration for a window in seconds (whole seconds, at least 1s)."""
+    return f"{max(1, round(seconds))}s"
 
 
 def render_all(*, version: str, window: str = "5m", namespace: str | None = None) -> dict[str, str]:

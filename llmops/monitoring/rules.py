@@ -11,7 +11,7 @@ Four alerts, each per (namespace, model_version):
   ``cost_baseline_window`` (and above ``cost_min_per_hour`` when set). A version with no history has no baseline and
   does not fire.
 
-``python scripts/alert_rules.py`` writes deploy/monitoring/; ``promtool check rules`` and ``promtool test rules``
+``python bin/alert_rules.py`` writes deploy/monitoring/; ``promtool check rules`` and ``promtool test rules``
 (deploy/monitoring/llmops-alerts.test.yml) check the result in the unit tests.
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 processes and a load generator that splits requests by the weight the traffic object says (the local control plane
 has no ingress controller to do it).
 
-- ``EchoServer``: ``scripts/serve.py --echo`` (or a real model folder) on a free port, ready-checked.
+- ``EchoServer``: ``bin/serve.py --echo`` (or a real model folder) on a free port, ready-checked.
 - ``Splitter``: ``rate`` requests/s, each to the canary with probability weight/100, concurrently like clients.
 - ``ModelPods``: watches a Deployment's ``MODEL_VERSION``/``MODEL_URI`` env and (re)starts its server process when
   they change, the way a kubelet restarts pods on a rollout, on a fixed port so its URL never changes. The pod
@@ -40,7 +40,7 @@ class EchoServer:
     def __init__(self, tmp: Path, version: str, faults: dict[str, str]):
         self.port = tools.free_port()
         env = {**os.environ, "PYTHONPATH": str(ROOT), **faults}
-        argv = [sys.executable, str(ROOT / "scripts" / "serve.py"), "--echo", "--model-version", version,
+        argv = [sys.executable, str(ROOT / "bin" / "serve.py"), "--echo", "--model-version", version,
                 "--port", str(self.port)]
         self.proc = tools.ManagedProcess(f"serve-{version}", argv, tmp / f"serve-{version}.log", env=env)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -132,7 +132,7 @@ class ModelPods(threading.Thread):
         self.current = wanted
         if replicas == 0 or not version:
             return
-        argv = [sys.executable, str(ROOT / "scripts" / "serve.py"), "--model-version", version,
+        argv = [sys.executable, str(ROOT / "bin" / "serve.py"), "--model-version", version,
                 "--port", str(self.port)]
         argv += ["--echo"] if self.echo or not uri else ["--model-dir", uri]
         env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **dict(template_faults), **self.faults}

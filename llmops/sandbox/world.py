@@ -7,7 +7,7 @@ Owns: starting and stopping, in one place, everything the sandbox runs:
 * namespace ``staging`` with Deployment ``llm-server``, namespace ``production`` with ``llm-stable`` (2 replicas),
   ``llm-canary`` (scaled to 0 until a release) and the Ingress ``llm`` that canary-step's nginx provider weights;
   every Deployment starts on the base model (version ``base``);
-* one reference-server process per Deployment (``scripts/serve.py`` on the model folder its pod template names),
+* one reference-server process per Deployment (``bin/serve.py`` on the model folder its pod template names),
   restarted when a rollout changes the template, as pods would be (``traffic.ModelPods``);
 * Debian's Prometheus scraping the production servers every second, with the ``namespace`` label a cluster's
   scrape adds (canary-step's default queries match on it);

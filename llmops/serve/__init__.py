@@ -5,5 +5,5 @@
 the echo fake on the event loop; stop sequences and token accounting), ``generators`` (a local transformers model
 folder, or the deterministic ``EchoGenerator`` fake), ``faults`` (error/latency injection from ``LLMOPS_FAULT_*``
 env vars), ``openai_api`` (request validation, response and stream-chunk shapes). Run it with
-``python scripts/serve.py --model-dir DIR`` (or ``--echo``).
+``python bin/serve.py --model-dir DIR`` (or ``--echo``).
 """

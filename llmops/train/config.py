@@ -1,29 +1,32 @@
 """Every training setting: the argparse parser (flags of scripts/train.py, action inputs via INPUT_<NAME>) and the
-checks that need more than one flag. The seed pipeline's ``--model_name``/``--dataset``/``--output_dir`` are kept.
+checks that need more than one flag. Kebab-case flags; the seed pipeline's ``--model_name``/``--output_dir`` stay listed as aliases (llmops.cli
+parses any ``--snake_case`` spelling).
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from pathlib import Path
 
-from llmops import gha
 from llmops.data.formats import FORMATS
 from llmops.errors import UsageError
+from llmops.inputs import parse_bool, parse_number
 from llmops.train.distributed import DEFAULT_TIMEOUT
 from llmops.train.modeling import DTYPES
 
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "polynomial", "inverse_sqrt")
 MIXED = ("no", "fp16", "bf16")
 PREFLIGHT = ("error", "warn", "off")
+log = logging.getLogger(__name__)
 
 
 def _float(text: str) -> float:
-    return float(gha.parse_number("value", text, float))
+    return float(parse_number("value", text, float))
 
 
 def _int(text: str) -> int:
-    return int(gha.parse_number("value", text, int))
+    return int(parse_number("value", text, int))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,14 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
         "`accelerate launch` itself after the GPU preflight.")
     add = p.add_argument
     g = p.add_argument_group("model and data")
-    g.add_argument("--model_name", "--model-name", "--model", dest="model_name", required=True,
+    g.add_argument("--model-name", "--model_name", "--model", dest="model_name", required=True,
                    help="base model: local folder or hub id")
     g.add_argument("--tokenizer", help="tokenizer folder or hub id (default: the model's)")
     g.add_argument("--dataset", required=True, help="training JSONL file(s); globs and commas allowed")
-    g.add_argument("--eval-dataset", "--eval_dataset", dest="eval_dataset", help="eval JSONL (same format)")
+    g.add_argument("--eval-dataset", dest="eval_dataset", help="eval JSONL (same format)")
     g.add_argument("--format", default="auto", choices=("auto",) + FORMATS)
-    g.add_argument("--output_dir", "--output-dir", dest="output_dir", required=True)
-    g.add_argument("--overwrite", type=lambda t: gha.parse_bool("overwrite", t), default=False)
+    g.add_argument("--output-dir", "--output_dir", dest="output_dir", required=True)
+    g.add_argument("--overwrite", type=lambda t: parse_bool("overwrite", t), default=False)
     g.add_argument("--model-version", dest="model_version", help="version recorded in llmops-model.json "
                    "(default: the git sha)")
     g.add_argument("--model-dtype", dest="model_dtype", default="float32", choices=DTYPES,
@@ -58,28 +61,28 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", dest="batch_size", type=_int, default=4, help="rows per process per micro-batch")
     g.add_argument("--gradient-accumulation-steps", dest="gradient_accumulation_steps", type=_int, default=1)
     g.add_argument("--max-seq-length", dest="max_seq_length", type=_int, default=1024)
-    g.add_argument("--packing", type=lambda t: gha.parse_bool("packing", t), default=True,
+    g.add_argument("--packing", type=lambda t: parse_bool("packing", t), default=True,
                    help="pack short samples into rows of max-seq-length (true/false)")
-    g.add_argument("--truncation", type=lambda t: gha.parse_bool("truncation", t), default=False,
+    g.add_argument("--truncation", type=lambda t: parse_bool("truncation", t), default=False,
                    help="cut samples longer than max-seq-length instead of failing (true/false)")
     g.add_argument("--mixed-precision", dest="mixed_precision", choices=MIXED,
                    help="default: what accelerate launch/config says, else no")
     g.add_argument("--gradient-checkpointing", dest="gradient_checkpointing",
-                   type=lambda t: gha.parse_bool("gradient-checkpointing", t), default=False)
+                   type=lambda t: parse_bool("gradient-checkpointing", t), default=False)
     g.add_argument("--seed", type=_int, default=42)
     g = p.add_argument_group("LoRA")
-    g.add_argument("--lora", type=lambda t: gha.parse_bool("lora", t), default=False)
+    g.add_argument("--lora", type=lambda t: parse_bool("lora", t), default=False)
     g.add_argument("--lora-r", dest="lora_r", type=_int, default=16)
     g.add_argument("--lora-alpha", dest="lora_alpha", type=_int, default=32)
     g.add_argument("--lora-dropout", dest="lora_dropout", type=_float, default=0.05)
     g.add_argument("--lora-target-modules", dest="lora_target_modules", default="all-linear")
-    g.add_argument("--merge-lora", dest="merge_lora", type=lambda t: gha.parse_bool("merge-lora", t), default=True,
+    g.add_argument("--merge-lora", dest="merge_lora", type=lambda t: parse_bool("merge-lora", t), default=True,
                    help="save LoRA merged into full weights (adapter kept under adapter/); false: adapter only")
     g = p.add_argument_group("checkpoints, eval and logs")
     g.add_argument("--checkpoint-dir", dest="checkpoint_dir", help="default: <output_dir>.checkpoints")
     g.add_argument("--checkpoint-steps", dest="checkpoint_steps", type=_int, default=500, help="0: none")
     g.add_argument("--keep-checkpoints", dest="keep_checkpoints", type=_int, default=2, help="0: keep all")
-    g.add_argument("--resume-from-checkpoint", "--resume_from_checkpoint", dest="resume_from_checkpoint",
+    g.add_argument("--resume-from-checkpoint", dest="resume_from_checkpoint",
                    help="a checkpoint folder, or latest (newest in checkpoint-dir; none yet = start fresh)")
     g.add_argument("--eval-steps", dest="eval_steps", type=_int, default=0, help="0: at each epoch end")
     g.add_argument("--logging-steps", dest="logging_steps", type=_int, default=10)
@@ -97,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(needed with several machines)")
     add("--distributed-timeout", dest="distributed_timeout", type=_int, default=DEFAULT_TIMEOUT,
         help="seconds a process waits for a peer that stopped answering before every rank fails")
-    add("--allow-cpu", dest="allow_cpu", type=lambda t: gha.parse_bool("allow-cpu", t), default=False,
+    add("--allow-cpu", dest="allow_cpu", type=lambda t: parse_bool("allow-cpu", t), default=False,
         help="run without GPUs (GPU checks skipped)")
     add("--min-free-gpu-memory", dest="min_free_gpu_memory", type=_float, default=2.0, help="GiB per GPU")
     add("--preflight", default="error", choices=PREFLIGHT, help="what a failed GPU check does")
@@ -145,7 +148,7 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
         if getattr(args, flag):
             where, outside = workspace_path(getattr(args, flag), flag.replace("_", "-"))
             if outside and os.environ.get("RANK", "0") in ("", "0"):
-                gha.annotate("notice", f"{flag.replace('_', '-')} is outside the workspace: writing to {where}")
+                log.info(f"{flag.replace('_', '-')} is outside the workspace: writing to {where}")
     return args
 
 

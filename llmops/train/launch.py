@@ -26,9 +26,8 @@ from pathlib import Path
 
 import yaml
 
-from llmops import gha
-from llmops.errors import EXIT_INFRA, InfraError, UsageError
-from llmops.train import preflight
+from llmops.errors import InfraError, UsageError
+from llmops.train import preflight, report
 
 STATUS_ENV = "LLMOPS_TRAIN_STATUS_DIR"
 _LAUNCH_ONLY = {"--launch", "--preflight-only"}
@@ -124,14 +123,7 @@ def build_command(script: str, argv: list[str], *, config_file: str, num_process
 
 
 def report_preflight(result: preflight.Preflight, mode: str) -> None:
-    for f in result.findings:
-        text = f.message + (f" — fix: {f.hint}" if f.hint else "")
-        level = f.level if (f.level != "error" or mode == "error") else "warning"
-        gha.annotate(level, text, title="preflight")
-    if result.gpus and os.environ.get("GITHUB_STEP_SUMMARY"):
-        gha.Summary().heading("GPU preflight", 3).table(
-            ["GPU", "name", "free MiB", "total MiB"],
-            [[g.index, g.name, g.free_mib, g.total_mib] for g in result.gpus]).write()
+    report.preflight(result, mode)
     errors = result.errors
     if errors and mode == "error":
         raise InfraError(f"preflight failed: {'; '.join(e.message for e in errors)}",
@@ -152,10 +144,8 @@ def exit_code(status_dir: Path, launcher_rc: int) -> int:
         return failed[0]
     if launcher_rc == 0:
         return 0
-    gha.error(f"a training process ended without reporting (launcher exit {launcher_rc}): it was most likely killed "
-              "by the OS (out of memory) or lost its peers (NCCL/network); see the log above")
-    gha.set_output("result", "error")
-    return EXIT_INFRA
+    raise InfraError(f"a training process ended without reporting (launcher exit {launcher_rc}): it was most likely "
+                     "killed by the OS (out of memory) or lost its peers (NCCL/network); see the log above")
 
 
 def preflight_and_launch(args, script: str, argv: list[str] | None) -> int:
@@ -168,7 +158,6 @@ def preflight_and_launch(args, script: str, argv: list[str] | None) -> int:
                                      check_gpu=args.preflight != "off")
     report_preflight(result, args.preflight)
     if args.preflight_only:
-        gha.set_output("result", "success")
         return 0
     cpu = args.allow_cpu and shutil.which("nvidia-smi") is None
     if topo.port is None:

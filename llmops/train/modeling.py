@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from llmops.errors import InputError, UsageError
+from llmops.inputs import split_list
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
@@ -95,7 +96,7 @@ def load_model(name: str, dtype: str = "float32", attn_implementation: str | Non
 def apply_lora(model, r: int, alpha: int, dropout: float, targets: str):
     from peft import LoraConfig, get_peft_model
 
-    names = [t.strip() for t in targets.replace("\n", ",").split(",") if t.strip()]
+    names = split_list(targets)
     target = "all-linear" if names in ([], ["all-linear"]) else names
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target, task_type="CAUSAL_LM")
     try:

@@ -1,11 +1,12 @@
 """What a training run tells people: a JSON-lines log (``train-log.jsonl`` in the output folder, one object per
 logging step or eval), the step outputs and a step-summary section with the final numbers, a loss curve (Mermaid
-xychart) and a table of the logged steps.
+xychart) and a table of the logged steps; the GPU preflight's annotations and table (``preflight``).
 """
 from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 from llmops import gha
@@ -86,3 +87,21 @@ def outputs(meta: dict, model_dir: str) -> dict:
     return {"model-dir": model_dir, "model-version": meta["model_version"],
             "train-loss": meta["metrics"]["train_loss"], "eval-loss": meta["metrics"]["eval_loss"],
             "result": "success"}
+
+
+def publish(meta: dict, records: list[dict], model_dir: str) -> None:
+    """The finished run's step summary and step outputs."""
+    summary(meta, records, model_dir).write()
+    gha.set_outputs(outputs(meta, model_dir))
+
+
+def preflight(result, mode: str) -> None:
+    """The GPU preflight's findings as annotations (errors as warnings unless ``mode`` is error) and GPU table."""
+    for f in result.findings:
+        text = f.message + (f" — fix: {f.hint}" if f.hint else "")
+        level = f.level if (f.level != "error" or mode == "error") else "warning"
+        gha.annotate(level, text, title="preflight")
+    if result.gpus and os.environ.get("GITHUB_STEP_SUMMARY"):
+        gha.Summary().heading("GPU preflight", 3).table(
+            ["GPU", "name", "free MiB", "total MiB"],
+            [[g.index, g.name, g.free_mib, g.total_mib] for g in result.gpus]).write()

@@ -12,6 +12,7 @@ machines it must be storage they share) and survive crashes for ``--resume-from-
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import time
@@ -19,10 +20,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from llmops import gha, paths
+from llmops import paths
 from llmops.errors import UsageError
 from llmops.train import checkpoints, config, data, distributed, metadata, modeling, packing, report
 from llmops.train.loop import Trainer
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -74,7 +77,7 @@ def check_inputs(args) -> Inputs:
         if args.eval_dataset else ([], None)
     resume_from = checkpoints.resolve(args.resume_from_checkpoint, ckpt_root)
     if args.resume_from_checkpoint == "latest" and resume_from is None and os.environ.get("RANK", "0") in ("", "0"):
-        gha.annotate("notice", f"no checkpoint in {ckpt_root} yet: starting from step 0")
+        logger.info(f"no checkpoint in {ckpt_root} yet: starting from step 0")
     return Inputs(out, part, ckpt_root, tok_name, rows, info, eval_rows, eval_info, resume_from, wall_start)
 
 
@@ -127,7 +130,7 @@ def resume(run: Prepared, resume_from: Path | None) -> list[dict]:
     if run.acc.is_main_process:
         was = state["resume"].get("num_processes")
         note = f" (written by {was} process(es), now {run.acc.num_processes})" if was != run.acc.num_processes else ""
-        gha.annotate("notice", f"resumed from {resume_from} at step {trainer.step} of {trainer.total}{note}")
+        logger.info(f"resumed from {resume_from} at step {trainer.step} of {trainer.total}{note}")
     return state["log_history"]
 
 
@@ -144,7 +147,7 @@ def _version(args) -> str:
     version = args.model_version or metadata.git_sha()
     if not version:
         version = "local-" + metadata.now_utc().replace(":", "").replace("-", "")
-        gha.warning(f"no git sha found: model version set to {version} (set model-version to choose one)")
+        logger.warning(f"no git sha found: model version set to {version} (set model-version to choose one)")
     return version
 
 
@@ -181,8 +184,7 @@ def finish(args, inp: Inputs, run: Prepared, log: report.JsonLog, losses: dict) 
             shutil.rmtree(inp.out)
         inp.part.rename(inp.out)
         print(f"model written to {inp.out.resolve()}", flush=True)
-        report.summary(meta, log.records, str(inp.out)).write()
-        gha.set_outputs(report.outputs(meta, str(inp.out)))
+        report.publish(meta, log.records, str(inp.out))
     acc.wait_for_everyone()
     acc.end_training()
     return meta

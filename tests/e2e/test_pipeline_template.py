@@ -54,7 +54,7 @@ class World:
         self.store = tmp / "store"
         self.store.mkdir()
         self.base = tmp / "base-model"
-        from llmops.tiny_model import build_tiny_model, texts_from_jsonl
+        from llmops.demo.tiny_model import build_tiny_model, texts_from_jsonl
 
         build_tiny_model(self.base, texts_from_jsonl([ROOT / "examples/data/train.jsonl",
                                                       ROOT / "examples/data/eval.jsonl"]))

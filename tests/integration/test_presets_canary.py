@@ -1,7 +1,7 @@
 """Whole canaries judged on the metrics of the servers teams run: scripts/canary_step.py walks the weights of a
 real HTTPRoute / VirtualService / Ingress on the test control plane, with ``--metrics-preset <server>`` (each
 Deployment's pod pattern, or the router's own labels; the nginx canary takes the preset's templates as a queries
-file from ``scripts/metrics_preset.py`` instead, the other way a user can run them), against real Prometheus scraping exporters with each server's exact exposition
+file from ``bin/metrics_preset.py`` instead, the other way a user can run them), against real Prometheus scraping exporters with each server's exact exposition
 (tests/infra/exporters.py) that serve the split traffic. A healthy canary is promoted; a canary answering 30% of
 its requests with server errors is rolled back before it reaches 100%, traffic back on stable.
 
@@ -128,7 +128,7 @@ def _scenario(k8s_cluster, stacks, tmp_path: Path, kind: str, provider: str, hea
     queries = tmp_path / "queries.yaml"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("INPUT_", "GITHUB_"))}
     env.update(PYTHONPATH=str(ROOT), GITHUB_OUTPUT=str(tmp_path / "out.txt"))
-    preset = subprocess.run([sys.executable, str(ROOT / "scripts" / "metrics_preset.py"), kind],
+    preset = subprocess.run([sys.executable, str(ROOT / "bin" / "metrics_preset.py"), kind],
                             capture_output=True, text=True, env=env, timeout=60, check=True)
     queries.write_text(preset.stdout)
     urls = ((pods["controller"].url + "/stable", pods["controller"].url + "/canary") if kind == "nginx"

@@ -19,7 +19,7 @@ def tiny_model_dir(tmp_path_factory):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from pathlib import Path
 
-    from llmops.tiny_model import build_tiny_model, texts_from_jsonl
+    from llmops.demo.tiny_model import build_tiny_model, texts_from_jsonl
 
     root = Path(__file__).resolve().parents[2]
     out = tmp_path_factory.mktemp("tiny-model")

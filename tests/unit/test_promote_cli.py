@@ -1,4 +1,4 @@
-"""Bad inputs to scripts/kubectl_promote.py and scripts/integration_test.py, through the CLI as a user meets them:
+"""Bad inputs to scripts/kubectl_promote.py and bin/integration_test.py, through the CLI as a user meets them:
 a clear message, the right exit code, no traceback, and a kubeconfig secret that is never printed or left behind."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from tests.integration.promote_helpers import ROOT, ModelServer, outputs, run_cli, write_verdict
 
 PROMOTE = ROOT / "scripts" / "kubectl_promote.py"
-SMOKE = ROOT / "scripts" / "integration_test.py"
+SMOKE = ROOT / "bin" / "integration_test.py"
 
 
 def closed_port() -> int:

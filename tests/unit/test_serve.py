@@ -257,7 +257,7 @@ def test_costs_follow_the_price_table():
         assert Decimal(summary["by_version"]["v-cost"]["total_cost"]) == 7
 
 
-# ------------------------------------------------------------------ scripts/serve.py
+# ------------------------------------------------------------------ bin/serve.py
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -268,7 +268,7 @@ def _serve_cmd(*args: str):
     import sys
 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    return [sys.executable, str(ROOT / "scripts" / "serve.py"), *args], env
+    return [sys.executable, str(ROOT / "bin" / "serve.py"), *args], env
 
 
 def test_serve_script_runs_until_sigterm():

@@ -1,4 +1,4 @@
-"""Graceful drain of ``scripts/serve.py``: SIGTERM under load (streams and whole answers in flight, a load balancer
+"""Graceful drain of ``bin/serve.py``: SIGTERM under load (streams and whole answers in flight, a load balancer
 sending until /health says 503) fails no request, and the process exits 0 afterwards."""
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def _in_flight(url: str) -> float:
 
 def test_sigterm_under_load_fails_no_request_then_exits_0():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts/serve.py"), "--echo", "--echo-token-ms", "25",
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bin/serve.py"), "--echo", "--echo-token-ms", "25",
                              "--model-version", "drain-v1", "--port", "0", "--drain-max", "0.5", "--max-tokens", "100"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -30,7 +30,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-from llmops import gha
 from llmops.errors import InfraError, UsageError
 from llmops.eval.backends import Generation, Generations, progress
 from llmops.eval.backends.served import Identity, model_refused, parse_error, server_seconds
@@ -117,10 +116,10 @@ class EndpointBackend:
                  backoff: float = 0.5, api_key_env: str = "OPENAI_API_KEY", show_progress: bool = True,
                  max_response_bytes: int = MAX_RESPONSE_BYTES, latency_sample: int | None = None,
                  seed: int = 0) -> None:
-        from llmops.redact import split_url, url_secrets
+        from llmops.redact import remember, split_url, url_secrets
 
         for secret in url_secrets((url or "").strip()):
-            gha.mask(secret)
+            remember(secret)
         url, self._auth = split_url((url or "").strip().rstrip("/"))  # user:password@ goes as basic auth only
         if not url.startswith(("http://", "https://")):
             raise UsageError(f"--endpoint must be an http(s) URL, got {url!r}", "e.g. http://llm.staging.svc:8000")
@@ -132,7 +131,7 @@ class EndpointBackend:
         self.temperature, self.top_p = temperature, top_p
         self.concurrency, self.timeout, self.retries, self.backoff = concurrency, timeout, retries, backoff
         self.api_key = os.environ.get(api_key_env, "") if api_key_env else ""
-        gha.mask(self.api_key)
+        remember(self.api_key)
         self.show_progress = show_progress
         self.max_response_bytes = max_response_bytes
         self.latency_sample, self.seed = latency_sample, seed  # None: no alone phase (the judge); 0: every row

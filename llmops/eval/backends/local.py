@@ -22,11 +22,11 @@ class LocalBackend:
                  show_progress: bool = True) -> None:
         self.path = Path(model_dir)
         if not self.path.is_dir():
-            raise InputError(f"model folder not found: {self.path}", "pass --model_dir a folder written by "
+            raise InputError(f"model folder not found: {self.path}", "pass --model-dir a folder written by "
                              "save_pretrained (config.json, weights, tokenizer)")
         if not (self.path / "config.json").exists():
             raise InputError(f"{self.path} has no config.json: not a model folder",
-                             "point --model_dir at the folder save_pretrained wrote")
+                             "point --model-dir at the folder save_pretrained wrote")
         if batch_size < 1 or max_new_tokens < 1:
             raise UsageError("--batch-size and --max-new-tokens must be at least 1")
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens

@@ -1,7 +1,7 @@
 """Run the reference model server on a local model folder (or the echo fake) until SIGTERM / Ctrl-C.
 
-    python scripts/serve.py --model-dir out/model --port 8000 [--prices prices.yaml]
-    python scripts/serve.py --echo --model-version drill-v2 --port 0      # no torch: load tests, canary drills
+    python bin/serve.py --model-dir out/model --port 8000 [--prices prices.yaml]
+    python bin/serve.py --echo --model-version drill-v2 --port 0      # no torch: load tests, canary drills
 
 Prints ``llmops-serve listening on http://HOST:PORT`` once bound (/health answers 503 until the model is loaded),
 logs JSON lines to stderr, exits 2 when the model folder or a flag is wrong. SIGTERM drains: /health answers 503
@@ -21,7 +21,7 @@ import threading
 import time
 
 from llmops import gha
-from llmops.cli import run_script
+from llmops.cli import parse_args, run_script
 from llmops.errors import InfraError, UsageError
 
 DRAIN_MAX_S = 2.0
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = gha.parse_args(build_parser(), argv)
+    args = parse_args(build_parser(), argv)
     if args.echo == bool(args.model_dir):
         raise UsageError("give exactly one of --model-dir DIR or --echo",
                          "--model-dir serves a trained model; --echo serves the fake generator for drills")

@@ -1,9 +1,9 @@
 """Print a canary metrics preset: its PromQL templates as a queries file, or rendered for one side to try by hand.
 
-    python scripts/metrics_preset.py vllm > queries.yaml          # the templates, to edit into a queries file
-    python scripts/metrics_preset.py tgi --render llm-canary --namespace prod --window 5m
-    python scripts/metrics_preset.py sglang --selection version --render llm-canary --version v2
-    python scripts/metrics_preset.py vllm --canary-selector 'pod=~"llm-canary-.*"' --render canary
+    python bin/metrics_preset.py vllm > queries.yaml          # the templates, to edit into a queries file
+    python bin/metrics_preset.py tgi --render llm-canary --namespace prod --window 5m
+    python bin/metrics_preset.py sglang --selection version --render llm-canary --version v2
+    python bin/metrics_preset.py vllm --canary-selector 'pod=~"llm-canary-.*"' --render canary
 
 Presets: llmops, vllm, tgi, sglang, triton, istio, nginx (llmops.canary.presets documents each). canary-step takes
 a preset directly (``metrics-preset: vllm``); this prints what it runs. The output is YAML (``name: promql``), with
@@ -16,8 +16,7 @@ import argparse
 import json
 from collections.abc import Sequence
 
-from llmops import gha
-from llmops.cli import run_script
+from llmops.cli import parse_args, run_script
 from llmops.errors import UsageError
 
 
@@ -42,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from llmops.canary import presets, queries
 
-    args = gha.parse_args(build_parser(), argv)
+    args = parse_args(build_parser(), argv)
     preset = presets.get(args.preset)
     if bool(args.canary_selector) != bool(args.stable_selector):
         raise UsageError("give both --canary-selector and --stable-selector, or neither")

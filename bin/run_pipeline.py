@@ -1,10 +1,10 @@
 """Run the whole pipeline locally on the bundled example (CPU, no GPU, no network), or on your own data.
 
-    python scripts/run_pipeline.py                  # SmolLM2-135M-Instruct: base verdict, fine-tune, broken one
-    python scripts/run_pipeline.py --quick          # ... without the broken candidate
-    python scripts/run_pipeline.py --base-model tiny  # a tiny random model built offline (seconds; for tests)
-    python scripts/run_pipeline.py --cluster sandbox  # ... then staging, a live canary, production, a bad canary
-    python scripts/run_pipeline.py --kubeconfig ~/.kube/config --namespace staging --deployment llm-server \
+    python bin/run_pipeline.py                  # SmolLM2-135M-Instruct: base verdict, fine-tune, broken one
+    python bin/run_pipeline.py --quick          # ... without the broken candidate
+    python bin/run_pipeline.py --base-model tiny  # a tiny random model built offline (seconds; for tests)
+    python bin/run_pipeline.py --cluster sandbox  # ... then staging, a live canary, production, a bad canary
+    python bin/run_pipeline.py --kubeconfig ~/.kube/config --namespace staging --deployment llm-server \
         --health-url http://llm.staging.example/health --endpoint http://llm.staging.example
     (the same release on a real cluster, e.g. kind: docs/kind.md)
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmops import gha
-from llmops.cli import run_script
+from llmops.cli import parse_args, run_script
 from llmops.errors import UsageError
 from llmops.pipeline import ROOT, Candidate, PipelineConfig, run_pipeline
 from llmops.pipeline_deploy import CanaryPlan, Endpoints
@@ -170,7 +170,7 @@ def config_from(args) -> tuple[PipelineConfig, Preset]:
 
 
 def main(argv=None) -> int:
-    args = gha.parse_args(build_parser(), argv)
+    args = parse_args(build_parser(), argv)
     cfg, preset = config_from(args)
     result = run_pipeline(cfg)
     outcomes = result["outcomes"]

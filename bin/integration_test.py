@@ -1,8 +1,8 @@
 """Integration test of a deployed model server: health, smoke completions or chats, and checks on each answer.
 
-    python scripts/integration_test.py --endpoint http://llm-server.staging.svc:8000
-    python scripts/integration_test.py --endpoint URL --preset vllm --api chat --model v2
-    python scripts/integration_test.py --endpoint URL --cases smoke.jsonl --max-latency-ms 2000
+    python bin/integration_test.py --endpoint http://llm-server.staging.svc:8000
+    python bin/integration_test.py --endpoint URL --preset vllm --api chat --model v2
+    python bin/integration_test.py --endpoint URL --cases smoke.jsonl --max-latency-ms 2000
 
 Checks: ``GET <endpoint><health-path>`` answers 2xx within ``--timeout`` seconds (the path from ``--preset``:
 ``/health`` for llmops, vllm, tgi and sglang, ``/v2/health/ready`` for triton, ``/v1/models`` for any other
@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 
 from llmops import gha
-from llmops.cli import run_script
+from llmops.cli import parse_args, run_script
 from llmops.errors import CheckFailed, InfraError, InputError, UsageError
 
 SERVER_PRESETS = ("llmops", "vllm", "tgi", "sglang", "triton", "openai")
@@ -158,7 +158,7 @@ def wait_healthy(session, url: str, args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     import requests
 
-    args = gha.parse_args(build_parser(), argv)
+    args = parse_args(build_parser(), argv)
     endpoint = args.endpoint.rstrip("/")
     if not re.match(r"^https?://[^/]+", endpoint):
         raise UsageError(f"--endpoint must be an http(s) URL, got {args.endpoint!r}", "e.g. http://host:8000")

@@ -4,7 +4,7 @@ No model hub is needed: the tokenizer is trained with ``tokenizers`` on the give
 Llama-architecture network with random weights (``transformers`` config), saved as a normal model folder that
 ``AutoModelForCausalLM.from_pretrained`` / ``AutoTokenizer.from_pretrained`` load. It has a chat template.
 
-    python -m llmops.tiny_model OUT_DIR [--data FILE.jsonl ...] [--hidden 64] [--layers 2]
+    python -m llmops.demo.tiny_model OUT_DIR [--data FILE.jsonl ...] [--hidden 64] [--layers 2]
 """
 from __future__ import annotations
 
