@@ -69,8 +69,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
-    from llmops.eval.data import Sample
     from llmops.demo.tiny_model import build_tiny_model, texts_from_jsonl
+    from llmops.eval.data import Sample
 
     rows, sample, levels = (24, 8, [1, 8]) if args.quick else (48, 16, [1, 4, 8])
     samples = [Sample(f"r{i}", "x", i + 1, prompt=f"What is {i} plus {i + 1}?") for i in range(rows)]
