@@ -23,8 +23,9 @@ from llmops import gha
 from llmops.cli import parse_args, run_script
 from llmops.errors import UsageError
 from llmops.pipeline import ROOT, Candidate, PipelineConfig, run_pipeline
-from llmops.pipeline_deploy import CanaryPlan, Endpoints
+from llmops.pipeline_deploy import CanaryPlan
 from llmops.pipeline_story import story_table, timings_table
+from llmops.release_endpoints import Endpoints
 
 EXAMPLE = ROOT / "examples"
 

@@ -32,27 +32,6 @@ FAULT_ENV = ("LLMOPS_FAULT_ERROR_RATE", "LLMOPS_FAULT_SEED")
 
 
 @dataclass
-class Endpoints:
-    """Where the release goes and what it watches: the sandbox's (``llmops.sandbox.world``) or a real cluster's
-    (bin/run_pipeline.py's flags)."""
-
-    kubeconfig: str
-    staging_namespace: str
-    staging_deployment: str
-    staging_url: str
-    production_namespace: str
-    stable: str
-    canary: str
-    route: str
-    canary_url: str
-    stable_url: str
-    prometheus_url: str
-    provider: str = "nginx"
-    traffic_url: str = ""  # a real cluster's ingress: the pipeline sends live traffic there during the canaries
-    canary_args: tuple[str, ...] = ()  # more canary-step flags (the sandbox's latency limits)
-
-
-@dataclass
 class CanaryPlan:
     """How the canary walks (each default lives here; bin/run_pipeline.py shows them in --help)."""
 

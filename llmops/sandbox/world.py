@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from llmops.errors import InfraError, UsageError
-from llmops.pipeline_deploy import Endpoints
+from llmops.release_endpoints import Endpoints
 from llmops.sandbox import procs
 
 BASE_VERSION = "base"
