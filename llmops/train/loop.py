@@ -7,6 +7,11 @@ that window divided by their count across all processes, so micro-batches with f
 empty micro-batches of a short last step) are not over-weighted and the loss curve does not depend on the number of
 processes. The LR scheduler is stepped here once per optimizer step (not by accelerate, which would step it once per
 process). The run around it (prepare, resume, train, finish) is ``run.py``.
+
+**The loss** is taken on the next-token labels (the labels shifted left, the last position unlabelled), and the LM
+head only scores the positions that have one (``labelled_only``: a pre-hook hands the head ``hidden[mask]``), so
+prompt tokens, the first token of each packed sample and row padding cost no vocabulary-sized logits at all, and
+the logits are never sliced and copied. The sum is the same as the cross-entropy of the shifted full logits.
 """
 from __future__ import annotations
 
@@ -20,12 +25,25 @@ from llmops.errors import CheckFailed
 from llmops.train import checkpoints, data, report
 
 
+@contextlib.contextmanager
+def labelled_only(head, keep):
+    """While open, ``head`` (the LM head) is applied to the positions where ``keep`` is true only: the model's
+    logits come back as ``[number kept, vocab]`` in row-major order of ``keep``. A forward pre-hook, so the call
+    still goes through the wrapped model (DDP's reducer, FSDP's unsharding) and the weights keep their names."""
+    handle = head.register_forward_pre_hook(lambda _module, args: (args[0][keep], *args[1:]))
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 class Trainer:
     """One optimizer step, the eval pass and the step loop (logging, eval, checkpoints) of one process."""
 
     def __init__(self, args, accelerator, model, optimizer, train_rows, batches, eval_rows, collate):
         self.args, self.acc, self.model, self.optimizer = args, accelerator, model, optimizer
         self.rows, self.batches, self.eval_rows, self.collate = train_rows, batches, eval_rows, collate
+        self.head = accelerator.unwrap_model(model).get_output_embeddings()
         self.steps_per_epoch = batches.steps_per_epoch
         self.total = args.max_steps or self.steps_per_epoch * args.epochs
         warmup = args.warmup_steps if args.warmup_steps is not None else round(args.warmup_ratio * self.total)
@@ -40,30 +58,37 @@ class Trainer:
         self.train_seconds = 0.0
 
     def _batch(self, indices: list[int]) -> dict:
-        """Collated rows on the device; no rows: an empty micro-batch (one row, no labels, zero tokens)."""
+        """Collated rows on the device; no rows: an empty micro-batch (one row, no labels, zero tokens). The label
+        count is taken on the host, before the copy, so counting never waits for the device."""
         batch = self.collate([self.rows[i] for i in indices] if indices else self.rows[:1])
         if not indices:
             batch["labels"].fill_(data.IGNORE)
             batch["num_tokens"] = 0
+        batch["num_labels"] = int((batch["labels"][:, 1:] != data.IGNORE).sum())
         return {k: v.to(self.acc.device) if hasattr(v, "to") else v for k, v in batch.items()}
 
     # ------------------------------------------------------------------ one optimizer step
     def _loss_sum(self, batch):
         import torch.nn.functional as F
 
-        inputs = {k: v for k, v in batch.items() if k not in ("labels", "num_tokens")}
+        inputs = {k: v for k, v in batch.items() if k not in ("labels", "num_tokens", "num_labels")}
+        targets = F.pad(batch["labels"][:, 1:], (0, 1), value=data.IGNORE)  # the next token's label, per position
         # No KV cache: transformers only turns restarting position ids into per-sample attention without one.
-        logits = self.model(**inputs, use_cache=False).logits
-        labels = batch["labels"]
-        return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
-                               ignore_index=data.IGNORE, reduction="sum")
+        if self.head is None:  # a model without a separate output layer: full logits
+            logits = self.model(**inputs, use_cache=False).logits
+            return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=data.IGNORE,
+                                   reduction="sum")
+        keep = targets != data.IGNORE
+        with labelled_only(self.head, keep):
+            logits = self.model(**inputs, use_cache=False).logits  # [labelled positions, vocab]
+        return F.cross_entropy(logits.float(), targets[keep], reduction="sum")
 
     def train_step(self, window: list[dict]) -> tuple:
         import torch
 
         acc = self.acc
-        local = torch.tensor([sum(int((b["labels"][:, 1:] != data.IGNORE).sum()) for b in window),
-                              sum(int(b["num_tokens"]) for b in window)], device=acc.device, dtype=torch.float64)
+        local = torch.tensor([sum(b["num_labels"] for b in window), sum(int(b["num_tokens"]) for b in window)],
+                             device=acc.device, dtype=torch.float64)
         counts = acc.reduce(local, "sum")
         norm = counts[0].clamp(min=1).float() / acc.num_processes
         loss_sum = torch.zeros((), device=acc.device)

@@ -4,7 +4,8 @@
 it is the tokenizer too); anything else is a hub id, which with ``HF_HUB_OFFLINE=1`` must already be in the hub
 cache, else a clear error (exit 2) says what is missing and how to get it. ``load_tokenizer``/``load_model`` turn
 loader exceptions into the same kind of error. ``apply_lora`` wraps the model with a peft LoRA adapter;
-``save_final`` writes safetensors weights (full, LoRA merged into full, or the adapter alone) and the tokenizer.
+``make_optimizer`` is the AdamW every run uses; ``save_final`` writes safetensors weights (full, LoRA merged into
+full, or the adapter alone) and the tokenizer.
 """
 from __future__ import annotations
 
@@ -104,6 +105,18 @@ def apply_lora(model, r: int, alpha: int, dropout: float, targets: str):
     except ValueError as exc:
         raise UsageError(f"LoRA target modules {targets!r}: {_first_line(exc)}",
                          "name modules the model has (e.g. q_proj,v_proj) or use all-linear") from None
+
+
+def make_optimizer(model, lr: float, weight_decay: float):
+    """AdamW over the trainable parameters, with torch's fused kernel (one pass per step over all parameters, on CPU
+    and GPU; what transformers' Trainer, and so TRL, uses by default) unless this torch or dtype lacks it."""
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    try:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, ValueError, TypeError):  # the fused kernel does not take this device/dtype
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
 
 
 def count_parameters(model) -> tuple[int, int]:

@@ -82,7 +82,6 @@ def check_inputs(args) -> Inputs:
 
 
 def prepare(args, inp: Inputs) -> Prepared:
-    import torch
     from accelerate.utils import set_seed
 
     acc = distributed.make_accelerator(args)
@@ -102,8 +101,7 @@ def prepare(args, inp: Inputs) -> Prepared:
     if args.lora:
         model = modeling.apply_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout, args.lora_target_modules)
     trainable, total_params = modeling.count_parameters(model)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.learning_rate,
-                                  weight_decay=args.weight_decay)
+    optimizer = modeling.make_optimizer(model, args.learning_rate, args.weight_decay)
     model, optimizer = acc.prepare(model, optimizer)
     batches = distributed.GlobalBatches(packing.EpochSampler(len(train_rows), args.seed), args.batch_size,
                                         acc.num_processes, acc.process_index, args.gradient_accumulation_steps)
