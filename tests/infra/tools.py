@@ -129,9 +129,36 @@ def kubectl_path() -> str:
     return found
 
 
+# Ports handed out by free_port(): each pytest-xdist worker (PYTEST_XDIST_WORKER=gw<N>) walks its own block below
+# Linux's ephemeral range (32768+), so two workers never get the same port and no client socket's ephemeral port
+# can take one between free_port() and the server's bind.
+_PORT_BASE, _PORT_BLOCK = 12000, 1000
+_next_port: list[int] = []
+
+
+def _port_block() -> tuple[int, int]:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    index = int(worker[2:]) + 1 if worker.startswith("gw") and worker[2:].isdigit() else 0
+    start = _PORT_BASE + (index % 20) * _PORT_BLOCK
+    return start, start + _PORT_BLOCK
+
+
 def free_port() -> int:
-    """A currently free TCP port on 127.0.0.1 (small race window, fine for tests)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    """A currently free TCP port on 127.0.0.1 from this worker's block (see ``_port_block``); the bind check
+    skips ports that another program holds."""
+    start, end = _port_block()
+    if not _next_port:  # a random start, so two separate pytest runs on one machine rarely walk in step
+        _next_port.append(start + int.from_bytes(os.urandom(2), "big") % _PORT_BLOCK)
+    for _ in range(_PORT_BLOCK):
+        port = _next_port[0]
+        _next_port[0] = start + (port + 1 - start) % _PORT_BLOCK
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # the whole block is busy: any free port
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
