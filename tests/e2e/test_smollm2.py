@@ -46,6 +46,7 @@ def exact_mcnemar_better(candidate: dict, baseline: dict) -> tuple[float, int, i
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # the run's own subprocess limit; the suite's 600 s is too short beside other workers
 def test_the_default_run_fine_tunes_smollm2_past_the_base_model(tmp_path, smollm2_dir):
     _need_package()
     # The GGUF -> folder conversion is shared with the other SmolLM2 tests (tests/infra/models.py, cached by content
