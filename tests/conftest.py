@@ -16,9 +16,11 @@ or class, runs whole on one worker, so module fixtures are built once). Rules ev
 * No order between modules: a test may rely only on fixtures, never on another module having run first.
 * Wait on a condition (``tests.infra.tools.wait_until``, Prometheus' ``wait_for_value``), not on a fixed sleep,
   and give waits room for a loaded machine: CI runs several workers on 2 cores.
-* A module whose tests must not run beside each other's copies (one global resource) can pin itself to one worker
-  with ``pytestmark = pytest.mark.xdist_group("name")`` (honoured only with ``--dist loadgroup``); none needs it
-  today.
+* ``--dist loadscope`` keeps a module's tests on one worker but gives no order between modules and may run any two
+  modules at the same time on different workers: a resource two modules must not use at once has to become per
+  worker (like the cluster) rather than shared.
+* Time limits: the suite's 600 s ``timeout`` applies per test; a test that legitimately runs longer beside other
+  workers (the SmolLM2 story) sets ``@pytest.mark.timeout(...)`` to its own subprocess limit.
 
 ``python -m pytest -p no:xdist`` (or ``-n 0``) runs everything in one process, e.g. under a debugger.
 """
