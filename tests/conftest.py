@@ -3,8 +3,10 @@
 Defined once here so that integration and e2e tests share one session-scoped cluster; nothing starts unless a
 test asks for it.
 
-The suite runs in parallel with pytest-xdist (``-n`` and ``--dist loadscope`` in pyproject's addopts: each module,
-or class, runs whole on one worker, so module fixtures are built once). Rules every test must keep:
+The suite runs in parallel with pytest-xdist (``-n``, ``--dist loadscope`` and ``--no-loadscope-reorder`` in
+pyproject's addopts: each module, or class, runs whole on one worker, so module fixtures are built once; modules
+with a ``slow`` test are handed out first, see ``pytest_collection_modifyitems``). Mark a test ``slow`` when it takes
+more than a few seconds, so its module starts early. Rules every test must keep:
 
 * Every worker is its own pytest session with its own ``k8s_cluster``, Prometheus servers and ``tmp_path``. Faults
   a test injects (``k8s_cluster.stop_apiserver()``, kubelet behaviours) only reach its own worker; still restore
@@ -25,3 +27,11 @@ or class, runs whole on one worker, so module fixtures are built once). Rules ev
 ``python -m pytest -p no:xdist`` (or ``-n 0``) runs everything in one process, e.g. under a debugger.
 """
 from tests.infra.fixtures import *  # noqa: F403
+
+
+def pytest_collection_modifyitems(config, items):
+    """Modules with a ``slow`` test first (a stable sort: each module stays whole and in order), so that with
+    ``--no-loadscope-reorder`` the workers start on the long modules and the many short ones fill in behind them
+    (xdist's default reorder, by number of tests, would leave a few long e2e modules for the end)."""
+    slow = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow)

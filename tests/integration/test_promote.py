@@ -24,7 +24,7 @@ from tests.integration.promote_helpers import (
     write_verdict,
 )
 
-pytestmark = [pytest.mark.k8s, *tools.timeout_marks(240)]
+pytestmark = [pytest.mark.k8s, pytest.mark.slow, *tools.timeout_marks(240)]
 
 
 @pytest.fixture
