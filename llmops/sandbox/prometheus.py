@@ -199,6 +199,12 @@ class PrometheusServer:
         if res.returncode != 0:
             raise tools.InfraError(f"promtool check rules {path}:\n{res.stdout}{res.stderr}")
 
+    def wait_for_scrapes_after(self, t: float, scrapes: int = 2, timeout: float = 30.0) -> float:
+        """Wait until every target's last scrape started >= ``t`` + (scrapes - 1) s (wall clock): with the 1 s
+        interval about ``scrapes`` scrapes since ``t``, and at least one whole scrape after it. A condition, where
+        a fixed sleep fails on a loaded machine whose scrapes run late."""
+        return self.wait_for_value("min(timestamp(up))", lambda v: v >= t + scrapes - 1, timeout)
+
     def wait_until_targets_up(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

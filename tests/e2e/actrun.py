@@ -29,6 +29,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 PLATFORMS = ["-P", "ubuntu-latest=-self-hosted", "-P", "self-hosted=-self-hosted", "-P", "gpu=-self-hosted"]
+# No workflow here uses actions/cache; act's cache server would share one bolt.db across parallel act runs.
+ACT_FLAGS = [*PLATFORMS, "--no-cache-server"]
 
 
 def act_binary() -> str:
@@ -89,7 +91,7 @@ def run_workflow(tmp_path: Path, workflow_yaml: str, *, event: str = "push", rep
     workflow = _instrument(yaml.safe_load(workflow_yaml), out_dir)
     wf_path = tmp_path / "workflow.yml"
     wf_path.write_text(yaml.safe_dump(workflow, sort_keys=False), encoding="utf-8")
-    cmd = [act_binary(), event, "-W", str(wf_path), *PLATFORMS, "--env", f"PYTHON={sys.executable}"]
+    cmd = [act_binary(), event, "-W", str(wf_path), *ACT_FLAGS, "--env", f"PYTHON={sys.executable}"]
     if job:
         cmd += ["-j", job]
     for key, value in (env or {}).items():

@@ -22,6 +22,8 @@ def demo(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "bin" / "run_pipeline.py"), *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
+pytestmark = pytest.mark.slow  # the module's first run is a whole pipeline (a minute or more)
+
 
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory):

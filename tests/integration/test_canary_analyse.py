@@ -47,7 +47,7 @@ def _scraped(exporters: dict[str, ex.Exporter], traffic: dict[str, tuple[int, in
         for name, (n, errors) in traffic.items():
             _drive(exporters[name], n, errors)
         prom.wait_for_value(probe, lambda v: v >= 1000)
-        time.sleep(2.5)  # every target scraped again after the traffic
+        prom.wait_for_scrapes_after(time.time())  # every target scraped again after the traffic
     except BaseException:
         prom.stop()
         raise

@@ -106,7 +106,7 @@ def scraped():
         prom.wait_for_value('sum(tgi_request_count{pod=~"llm-canary-7.*"})', lambda v: v >= 1010)
         prom.wait_for_value('sum(nginx_ingress_controller_requests{canary="prod-llm-canary-80"})',
                             lambda v: v >= 1010)
-        time.sleep(2.5)  # every target scraped at least twice after the traffic
+        prom.wait_for_scrapes_after(time.time())  # every target scraped at least twice after the traffic
         window = f"{math.ceil(time.time() - started + 5)}s"
         yield prom, window
     finally:

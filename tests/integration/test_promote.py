@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from kubernetes import client as k8s
@@ -23,7 +24,7 @@ from tests.integration.promote_helpers import (
     write_verdict,
 )
 
-pytestmark = [pytest.mark.k8s, *tools.timeout_marks(240)]
+pytestmark = [pytest.mark.k8s, pytest.mark.slow, *tools.timeout_marks(240)]
 
 
 @pytest.fixture
@@ -218,8 +219,9 @@ def test_bad_inputs_against_the_cluster_give_clear_errors(k8s_cluster, k8s_names
         (("--namespace", ns, "--deployment", "llm", "--container", "x"), "no container 'x'", "llm-model"),
         (("--namespace", ns, "--deployment", "llm", "--context", "prod"), "context 'prod' is not in", "llmops-test"),
     ]
-    for args, message, also in cases:
-        proc = run_cli(*base, *args)
+    with ThreadPoolExecutor(len(cases)) as pool:  # independent refusals: start the CLIs side by side
+        procs = list(pool.map(lambda case: run_cli(*base, *case[0]), cases))
+    for (args, message, also), proc in zip(cases, procs, strict=True):
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         assert message in proc.stdout and also in proc.stdout, proc.stdout
         assert "Traceback" not in proc.stdout + proc.stderr

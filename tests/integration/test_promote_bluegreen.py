@@ -10,7 +10,7 @@ from kubernetes import client as k8s
 from tests.infra import tools
 from tests.integration.promote_helpers import ModelServer, deployment, leases, outputs, run_cli
 
-pytestmark = [pytest.mark.k8s, *tools.timeout_marks(240)]
+pytestmark = [pytest.mark.k8s, pytest.mark.slow, *tools.timeout_marks(240)]
 
 
 def _setup(cluster, ns):

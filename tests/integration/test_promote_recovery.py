@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import signal
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from kubernetes import client as k8s
@@ -189,21 +189,33 @@ def test_kubectl_rollout_undo_after_a_promotion_does_not_bring_a_lock_back(k8s_c
         assert not [k for k in rs.metadata.annotations or {} if "lock" in k], "no ReplicaSet carries a lock"
 
 
+def _lease_time(ago: float = 0.0) -> str:
+    return (datetime.now(timezone.utc) - timedelta(seconds=ago)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def _plant_lease(cluster, ns, holder: str, duration: int) -> None:
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    now = _lease_time()
     k8s.CoordinationV1Api(cluster.api_client).create_namespaced_lease(ns, {
         "metadata": {"name": LEASE}, "spec": {"holderIdentity": holder, "leaseDurationSeconds": duration,
                                               "acquireTime": now, "renewTime": now}})
+
+
+def _holder_dies(cluster, ns, ago: float) -> None:
+    """The holder stopped renewing ``ago`` seconds ago (its last renewTime moves back), as a crashed run leaves it."""
+    k8s.CoordinationV1Api(cluster.api_client).patch_namespaced_lease(
+        LEASE, ns, {"spec": {"renewTime": _lease_time(ago)}}, _content_type="application/merge-patch+json")
 
 
 def test_a_dead_holder_never_blocks_a_rollback_and_the_message_says_how_to_clear_it(k8s_cluster, k8s_namespace):
     ns = k8s_namespace
     _create(k8s_cluster, ns)
     assert run_cli(*_base(k8s_cluster, ns), "--model-version", "v2", "--force").returncode == 0
-    _plant_lease(k8s_cluster, ns, "crashed-run", 6)  # it will never renew
+    _plant_lease(k8s_cluster, ns, "crashed-run", 30)  # live while a promotion looks at it, however slow its start
     locked = run_cli(*_base(k8s_cluster, ns), "--model-version", "v3", "--force")
     assert locked.returncode == 1 and outputs(locked)["result"] == "locked", locked.stdout
     assert f"kubectl delete lease -n {ns} {LEASE}" in locked.stdout and "break-lock" in locked.stdout
+
+    _holder_dies(k8s_cluster, ns, 31)  # it never renews: its last renewal is now older than its 30 s TTL
 
     back = run_cli(*_base(k8s_cluster, ns), "--rollback")
     assert back.returncode == 0 and outputs(back)["new-version"] == "v1", back.stdout + back.stderr

@@ -20,7 +20,7 @@ from llmops.k8s.rbac import RULES
 from tests.infra import tools
 from tests.integration.promote_helpers import ROOT, ModelServer, deployment, lease_holder, leases, outputs, run_cli
 
-pytestmark = [pytest.mark.k8s, *tools.timeout_marks(240)]
+pytestmark = [pytest.mark.k8s, pytest.mark.slow, *tools.timeout_marks(240)]
 
 
 def _create(cluster, ns, name="llm"):

