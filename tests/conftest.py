@@ -4,7 +4,7 @@ Defined once here so that integration and e2e tests share one session-scoped clu
 test asks for it.
 
 The suite runs in parallel with pytest-xdist (``pytest -n 3``; ``--dist loadscope`` and ``--no-loadscope-reorder``
-are in pyproject's addopts, next to ``-n 0`` until -n 3 is the default there: each module, or class, runs whole on
+are pyproject's addopts: each module, or class, runs whole on
 one worker, so module fixtures are built once; modules with a ``slow`` test are handed out first, see
 ``pytest_collection_modifyitems``). Mark a test ``slow`` when it takes
 more than a few seconds, so its module starts early. Rules every test must keep:
