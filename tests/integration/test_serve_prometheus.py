@@ -77,9 +77,15 @@ def test_promql_error_rate_matches_the_injected_rate(prometheus_server, servers)
     assert prom.query_value(q["cost_per_request"]) == pytest.approx(ok * 0.009 / n, rel=1e-6)
     assert prom.wait_for_value(q["quality"], lambda v: v == pytest.approx(0.7), timeout=30) == pytest.approx(0.7)
     assert prom.query_value(queries.render("quality", version="v1", window="5m")) == pytest.approx(0.9)
-    # Histogram series appear with the first observation, so rate() needs one more scrape after that.
-    # (until then the quantile is NaN: rate() of the buckets is 0/0)
-    latency = prom.wait_for_value(q["latency_p99"], lambda v: v is not None and v == v, timeout=30)
+    # Histogram series appear with their first observation: when every request above landed between two scrapes,
+    # Prometheus never sees the buckets increase and rate() stays 0/0 (NaN). Live traffic keeps coming, so keep
+    # serving (one more request per poll) until the p99 is a number.
+    def p99() -> float | None:
+        requests.post(canary.url + "/v1/completions", json={"prompt": "a b c", "max_tokens": 2}, timeout=T)
+        value = prom.query_value(q["latency_p99"])
+        return value if value is not None and value == value else None
+
+    latency = tools.wait_until(p99, 30, 0.5, "a p99 latency that is a number")
     assert latency is not None and 0 < latency <= 0.05  # echo answers within the first bucket
     for name, promql in q.items():  # every template is valid PromQL with one series (or none) as the answer
         assert len(prom.query(promql)) <= 1, name

@@ -108,7 +108,7 @@ def test_threshold_file_and_cost(tmp_path, predictions):
 
 
 @pytest.mark.parametrize("case, args, code, message", [
-    ("missing eval", ["--predictions", "p.jsonl", "--eval_data", "nope.jsonl"], 2, "eval data file not found"),
+    ("missing eval", ["--predictions", "p.jsonl", "--eval_data", "nope.jsonl"], 2, "eval data: file not found: nope.jsonl"),
     ("no reference", ["--predictions", "p.jsonl", "--eval_data", "noref.jsonl"], 2,
      "noref.jsonl:2: row has no reference"),
     ("unknown metric", ["--predictions", "p.jsonl", "--eval_data", "eval.jsonl", "--metrics", "accuracy,blue"], 2,
