@@ -44,7 +44,7 @@ import shutil
 import ssl
 import tempfile
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
@@ -147,7 +147,7 @@ def _bin_dir() -> Path:
     return found
 
 
-class Cluster:
+class Cluster(tools.Started):
     """etcd + kube-apiserver + kube-controller-manager + test kubelet.
 
     Use as a context manager, or call ``start()`` and (always) ``stop()``.
@@ -167,17 +167,6 @@ class Cluster:
         self.kubeconfig = str(self.dir / "kubeconfig")
         self.server = ""
         self._ns_counter = 0
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -------------------------------------------------------------- start
     def start(self) -> None:

@@ -126,6 +126,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+
+class Started:
+    """A context manager over ``start()`` / ``stop()``: a start that fails part-way still stops what it started."""
+
+    def start(self) -> object:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):  # the subclass's own type
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 def wait_until(
     fn: Callable[[], T | None],
     timeout: float,

@@ -26,12 +26,12 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 from llmops.sandbox import procs as tools
 
 
-class PrometheusServer:
+class PrometheusServer(tools.Started):
     def __init__(
         self,
         targets: Iterable[str] = (),
@@ -66,17 +66,6 @@ class PrometheusServer:
             "rule_files": self.rule_files,
             "scrape_configs": scrape + self.extra_scrape_configs,
         }
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def start(self) -> None:
         self.config_path.write_text(json.dumps(self.config(), indent=2))  # JSON is valid YAML

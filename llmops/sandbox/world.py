@@ -61,7 +61,7 @@ def _deployment(name: str, version: str, uri: str, replicas: int) -> dict:
                                   "spec": {"containers": [{"name": "server", "image": IMAGE, "env": env}]}}}}
 
 
-class Sandbox:
+class Sandbox(procs.Started):
     """The environments above; use as a context manager (or ``start()`` and always ``stop()``)."""
 
     def __init__(self, base_model: Path, *, rate: float = 8.0, echo: bool = False):
@@ -70,17 +70,6 @@ class Sandbox:
         self.cluster = self.prom = self.load = None
         self.pods: list = []
         self.endpoints: Endpoints | None = None
-
-    def __enter__(self) -> Sandbox:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def start(self) -> Endpoints:
         from kubernetes import client
