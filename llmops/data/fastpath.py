@@ -96,30 +96,104 @@ def normalized(col: list[str], modes: np.ndarray) -> list[str]:
     return out
 
 
-def string_modes(arr) -> np.ndarray:
-    """``line_modes`` for the strings of an Arrow string array (no nulls), read from its buffers: 0 = ASCII whose
-    only whitespace is single spaces, 1 = also newlines, none next to a space or another newline, 2 = anything
-    else. A pair that straddles two strings marks the first one 2, which only costs time."""
+def to_arrow(values: np.ndarray):
+    """A numpy int64 or bool array as Arrow, sharing or packing its buffer (``pa.array`` of a numpy array imports
+    pandas: a fifth of a second the first time)."""
+    import pyarrow as pa
+
+    if values.dtype == bool:
+        return pa.Array.from_buffers(pa.bool_(), len(values), [None, pa.py_buffer(np.packbits(values,
+                                                                                               bitorder="little"))])
+    values = np.ascontiguousarray(values, dtype=np.int64)
+    return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])
+
+
+def arrow_strings(texts: list[str], large: bool = False):
+    """Python strings as an Arrow (large_)string array, built from one joined buffer."""
+    import pyarrow as pa
+
+    encoded = [t.encode() for t in texts]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64 if large else np.int32)
+    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)), out=offsets[1:])
+    return pa.Array.from_buffers(pa.large_string() if large else pa.string(), len(encoded),
+                                 [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))])
+
+
+def from_arrow(arr) -> np.ndarray:
+    """An Arrow integer or boolean array without nulls as numpy, read from its buffers (``Array.to_numpy`` imports
+    pandas too)."""
+    import pyarrow as pa
+
+    n, start = len(arr), arr.offset
+    if pa.types.is_boolean(arr.type):
+        bits = np.frombuffer(arr.buffers()[1], dtype=np.uint8)
+        return np.unpackbits(bits, bitorder="little")[start:start + n].view(bool)
+    return np.frombuffer(arr.buffers()[1], dtype=f"<i{arr.type.bit_width // 8}")[start:start + n]
+
+
+# Python's whitespace (what ``str.split`` splits on) beyond ASCII, as the UTF-8 byte pairs / triples that spell it
+_WIDE_SPACE = [chr(c).encode() for c in range(128, 0x3001) if chr(c).isspace()]
+_WIDE2 = np.array([b[0] << 8 | b[1] for b in _WIDE_SPACE if len(b) == 2], dtype=np.int64)
+_WIDE3 = np.array([b[0] << 16 | b[1] << 8 | b[2] for b in _WIDE_SPACE if len(b) == 3], dtype=np.int64)
+assert all(len(b) in (2, 3) for b in _WIDE_SPACE)
+
+
+def arrow_normalized(arr) -> tuple[object, np.ndarray]:
+    """``(normalize of every string, rows holding non-ASCII)`` for an Arrow string array without nulls, from its
+    buffers: a string whose only whitespace is spaces and newlines, no two of them side by side, is normalised by
+    turning each newline into a space and trimming the spaces at its ends (numpy and ``ascii_trim``, which never
+    touches a multi-byte character); only the other strings (tabs, other ASCII controls, Unicode spaces, double
+    spaces) go through Python. A pair of spaces that straddles two strings sends the first of them the slow way,
+    which only costs time. Char lengths equal byte lengths except in the rows returned."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     n = len(arr)
-    wide = str(arr.type) == "large_string"
+    wide = pa.types.is_large_string(arr.type)
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64 if wide else np.int32)[arr.offset:arr.offset + n + 1]
-    modes = np.zeros(n, dtype=np.uint8)
-    if not n or offsets[-1] == offsets[0]:
-        return modes
-    buf = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
-    ends = offsets[1:] - offsets[0]
-    newline = buf == 10
-    ws = buf == 32
-    ws |= newline
-    odd = np.flatnonzero((buf - np.uint8(32)) >= 96)  # control characters (wrapped below 32), non-ASCII bytes
-    odd = odd[buf[odd] != 10]                         # ... but a newline is mode 1
-    lines = np.flatnonzero(newline)
-    if len(lines):
-        modes[np.searchsorted(ends, lines, side="right")] = 1
-    for positions in (np.flatnonzero(ws[:-1] & ws[1:]), odd):  # two spaces, a newline next to a space/newline
-        if len(positions):
-            modes[np.searchsorted(ends, positions, side="right")] = 2
-    return modes
+    first, last = int(offsets[0]), int(offsets[-1])
+    none = np.zeros(0, dtype=np.int64)
+    if not n or first == last:
+        return arr, none
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[first:last]
+    ends = offsets[1:] - first
+    odd = np.flatnonzero((data - np.uint8(32)) >= 95)  # outside printable ASCII: controls, newlines, non-ASCII
+    slow = [none]
+    nonascii = none
+    edited = False
+    if len(odd):
+        values = data[odd]
+        control = values < 32
+        newline = odd[values == 10]
+        slow.append(odd[control & (values != 10)])  # tabs, \r, ... (and controls that are not whitespace)
+        high = odd[values >= 0xC2]  # lead bytes of multi-byte characters
+        if len(high):
+            nonascii = np.unique(np.searchsorted(ends, high, side="right"))
+            padded = np.concatenate([data, np.zeros(2, dtype=np.uint8)])
+            b0, b1, b2 = (padded[high + i].astype(np.int64) for i in range(3))
+            two, three = b0 << 8 | b1, b0 << 16 | b1 << 8 | b2
+            slow.append(high[np.isin(two, _WIDE2) | np.isin(three, _WIDE3)])
+        if len(newline):
+            data = data.copy()
+            data[newline] = 32
+            edited = True
+    slow = [np.searchsorted(ends, np.concatenate(slow), side="right")]
+    space = data == 32
+    pairs = space[:-1] & space[1:]
+    if pairs.any():
+        slow.append(np.searchsorted(ends, np.flatnonzero(pairs), side="right"))
+    flat = arr
+    if edited:  # newlines turned into spaces: an array over the edited bytes
+        flat = pa.Array.from_buffers(arr.type, n, [None, pa.py_buffer((offsets - first).astype(offsets.dtype)),
+                                                   pa.py_buffer(data)])
+    out = pc.ascii_trim(flat, " ")
+    slow_rows = np.unique(np.concatenate(slow))
+    if len(slow_rows):
+        mask = np.zeros(n, dtype=bool)
+        mask[slow_rows] = True
+        texts = list(map(_careful, arr.take(to_arrow(slow_rows)).to_pylist()))
+        out = pc.replace_with_mask(out, to_arrow(mask), arrow_strings(texts, pa.types.is_large_string(out.type)))
+    return out, nonascii
 
 
 def _careful(text: str) -> str:

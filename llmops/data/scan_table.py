@@ -4,13 +4,13 @@ time where it can be.
 First the file's column types are checked against the preset once (llmops/data/sources.py ``column_problems``):
 a missing column or a column of ints where text is expected is one error naming the file, the column, the type
 found and the type expected; every row of the file then counts as having an error. Otherwise each record batch
-goes through the columnar fast path (flat presets, no optional per-row check): the whitespace of each string is
-classified from the column's buffers with numpy (``fastpath.string_modes``), so normalising is ``strip`` for most
-strings, as on the JSONL fast path; empty or whitespace-only strings are found in every text column, and the
-schema's string length bounds checked per column; the duplicate key, its hash and length are the same as the
-JSONL path computes, so a Parquet row duplicating a JSONL
-row is found. Rows the fast path does not accept (nulls, empty strings, nested columns, a schema beyond length
-bounds) go through ``RowState.judge`` one by one, which explains their problems. Rows are named by their 0-based
+goes through the columnar fast path (flat presets, no optional per-row check): each key column is normalised from
+its buffers (``fastpath.arrow_normalized``: numpy finds the strings that are printable ASCII with single spaces and
+newlines, whose normalising is a newline-to-space edit and a trim; only the others are normalised in Python), the
+columns are joined by Arrow and each joined key hashed with xxh3, so the duplicate key, its hash and length are the
+ones the JSONL path computes and a Parquet row duplicating a JSONL row is found. Empty or whitespace-only strings are
+found in every text column and the schema's string length bounds checked per column. Rows the fast path does not
+accept (nulls, empty strings, nested columns, a schema beyond length bounds) go through ``RowState.judge`` one by one, which explains their problems. Rows are named by their 0-based
 index and, for Parquet, their row group.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import xxhash
 
-from llmops.data.fastpath import normalized, string_modes
+from llmops.data.fastpath import arrow_normalized, arrow_strings, from_arrow, to_arrow
 from llmops.data.formats import Problem
 from llmops.data.problems import ERR, NOKEY, Loc
 from llmops.data.scan import FLAT, ChunkResult, RowState, ScanConfig, context, finish_chunk, new_chunk
@@ -38,30 +38,45 @@ def _text(col):
     return col
 
 
+def _lengths(arr, wide_rows: np.ndarray) -> np.ndarray:
+    """Char length of every string of an Arrow string array: its byte length, counted with ``utf8_length`` only in
+    the rows that hold non-ASCII."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(arr)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64 if pa.types.is_large_string(arr.type)
+                            else np.int32)[arr.offset:arr.offset + n + 1]
+    out = np.diff(offsets).astype(np.int64)
+    if len(wide_rows):
+        out[wide_rows] = from_arrow(pc.utf8_length(arr.take(to_arrow(wide_rows))))
+    return out
+
+
 def _fast(batch, keys: tuple[str, ...], limits, empty: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """``(hashes, lengths, accepted)`` for a batch, or None when the batch has a column only rows can check.
 
-    The duplicate key is built as the JSONL fast path builds it (``fastpath.normalized`` over the strings, with
-    the whitespace modes read from the column's buffers instead of the JSON lines)."""
+    The duplicate key is the JSONL fast path's (``normalize`` of each field, joined by U+001F, xxh3 of the UTF-8),
+    built column at a time: ``fastpath.arrow_normalized`` on each key column, Arrow's join, one xxh3 call per row on
+    the joined bytes."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     n = batch.num_rows
     ok = np.ones(n, dtype=bool)
-    normed = []
+    normed, wide = [], []
     for name in keys:
         col = _text(batch.column(name))
         if col is None:
             return None  # a null: the rows say which
-        raw = col.to_pylist()
+        norm, wide_rows = arrow_normalized(col)
         if limits is not None:
             lo, hi = limits[name]
-            length = np.fromiter(map(len, raw), dtype=np.int64, count=n)
+            length = _lengths(col, wide_rows)
             ok &= (length >= lo) & (length <= hi)
-        norm = normalized(raw, string_modes(col))
-        if "" in norm:
-            ok &= np.fromiter(map(bool, norm), dtype=bool, count=n)
+        ok &= from_arrow(pc.binary_length(norm)) > 0  # empty or whitespace-only
         normed.append(norm)
+        wide.append(wide_rows)
     for name, field in zip(batch.schema.names, batch.schema, strict=True):
         if name in keys:
             continue
@@ -73,10 +88,12 @@ def _fast(batch, keys: tuple[str, ...], limits, empty: bool) -> tuple[np.ndarray
             if pa.types.is_dictionary(t):
                 col = col.cast(t.value_type)
             blank = pc.or_(pc.equal(pc.utf8_length(col), 0), pc.utf8_is_space(col))
-            ok &= ~pc.fill_null(blank, False).to_numpy(zero_copy_only=False)
-    texts = normed[0] if len(normed) == 1 else list(map("\x1f".join, zip(*normed, strict=True)))
-    hashes = np.fromiter(map(xxhash.xxh3_64_intdigest, map(str.encode, texts)), dtype=np.uint64, count=n)
-    return hashes, np.fromiter(map(len, texts), dtype=np.uint32, count=n), ok
+            ok &= ~from_arrow(pc.fill_null(blank, False))
+    key = normed[0] if len(normed) == 1 else pc.binary_join_element_wise(*normed, arrow_strings(["\x1f"])[0])
+    binary = key.cast(pa.large_binary() if pa.types.is_large_string(key.type) else pa.binary())
+    hashes = np.fromiter(map(xxhash.xxh3_64_intdigest, binary.to_pylist()), dtype=np.uint64,
+                         count=n)
+    return hashes, _lengths(key, np.unique(np.concatenate(wide))).astype(np.uint32), ok
 
 
 def scan_table(cfg: ScanConfig, file_index: int) -> ChunkResult:

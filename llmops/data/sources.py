@@ -175,12 +175,23 @@ def _arrow_error(src: Source, exc: Exception, during: str = "") -> InputError:
     return InputError(f"{src}: cannot read as {src.kind}{during}: {first}", fixes[src.kind], file=str(src))
 
 
+def _system_pool() -> None:
+    """Arrow allocations from the C library's malloc, unless ARROW_DEFAULT_MEMORY_POOL says otherwise: reading a
+    table batch after batch, Arrow's default mimalloc pool returned and refaulted its pages for every batch (the
+    columnar pass ran at about half speed, and peak memory grew with the file)."""
+    import pyarrow as pa
+
+    if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL") and pa.default_memory_pool().backend_name != "system":
+        pa.set_memory_pool(pa.system_memory_pool())
+
+
 class Table:
     """A table source opened once: its Arrow schema, row count when known, and record batches in order."""
 
     def __init__(self, src: Source):
         import pyarrow as pa
 
+        _system_pool()
         self.src = src
         self.groups: list[int] | None = None  # first row of each Parquet row group
         self._pf = self._reader = self._csv = None

@@ -197,10 +197,16 @@ def test_columnar_normalising_equals_the_row_normaliser():
     import random
 
     from llmops.data.checks import normalize
-    from llmops.data.fastpath import normalized, string_modes
+    from llmops.data.fastpath import arrow_normalized
 
     rnd = random.Random(1)
-    alphabet = ["a", "b", " ", "\n", "\t", "é", "\x1c", "  ", "\u3000", "\r", "\x85", "~", "\x7f", "\x01"]
+    alphabet = ["a", "b", " ", "\n", "\t", "é", "\x1c", "  ", "\u3000", "\r", "\x85", "~", "\x7f", "\x01", "\n\n",
+                "\n ", "😀", "\u2028", "\xa0", "\u1680", "\u202f", "“", "、", "\u205f", "\x1f"]
     strs = ["".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 8))) for _ in range(5000)]
-    for arr in (pa.array(strs), pa.array(strs).slice(7, 3000), pa.array(strs, pa.large_string())):
-        assert normalized(arr.to_pylist(), string_modes(arr)) == [normalize(s) for s in arr.to_pylist()]
+    ascii_only = [s for s in strs if s.isascii() and s.isprintable()]  # the fast path's own strings
+    for arr in (pa.array(strs), pa.array(strs).slice(7, 3000), pa.array(strs, pa.large_string()),
+                pa.array(ascii_only).slice(3), pa.array([s.replace("\t", "\n") for s in strs])):
+        normed, wide = arrow_normalized(arr)
+        texts = arr.to_pylist()
+        assert normed.to_pylist() == [normalize(s) for s in texts]
+        assert wide.tolist() == [i for i, s in enumerate(texts) if not s.isascii()]
