@@ -53,12 +53,13 @@ def _lengths(arr, wide_rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def _fast(batch, keys: tuple[str, ...], limits, empty: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """``(hashes, lengths, accepted)`` for a batch, or None when the batch has a column only rows can check.
+def _prepare(batch, keys: tuple[str, ...], limits, empty: bool) -> tuple[object, np.ndarray, np.ndarray] | None:
+    """``(duplicate keys, their lengths, accepted)`` for a batch, or None when the batch has a column only rows can
+    check (Arrow and numpy work; run in a second thread it took more time than it saved, holding Python's lock
+between calls).
 
-    The duplicate key is the JSONL fast path's (``normalize`` of each field, joined by U+001F, xxh3 of the UTF-8),
-    built column at a time: ``fastpath.arrow_normalized`` on each key column, Arrow's join, one xxh3 call per row on
-    the joined bytes."""
+    The duplicate key is the JSONL fast path's (``normalize`` of each field, joined by U+001F), built column at a
+    time: ``fastpath.arrow_normalized`` on each key column, then Arrow's join."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -90,10 +91,15 @@ def _fast(batch, keys: tuple[str, ...], limits, empty: bool) -> tuple[np.ndarray
             blank = pc.or_(pc.equal(pc.utf8_length(col), 0), pc.utf8_is_space(col))
             ok &= ~from_arrow(pc.fill_null(blank, False))
     key = normed[0] if len(normed) == 1 else pc.binary_join_element_wise(*normed, arrow_strings(["\x1f"])[0])
+    return key, _lengths(key, np.unique(np.concatenate(wide))).astype(np.uint32), ok
+
+
+def _hashes(key) -> np.ndarray:
+    """xxh3 of each key's UTF-8 bytes, as the JSONL path hashes its keys (one call per row, holding Python's lock)."""
+    import pyarrow as pa
+
     binary = key.cast(pa.large_binary() if pa.types.is_large_string(key.type) else pa.binary())
-    hashes = np.fromiter(map(xxhash.xxh3_64_intdigest, binary.to_pylist()), dtype=np.uint64,
-                         count=n)
-    return hashes, _lengths(key, np.unique(np.concatenate(wide))).astype(np.uint32), ok
+    return np.fromiter(map(xxhash.xxh3_64_intdigest, binary.to_pylist()), dtype=np.uint64, count=len(key))
 
 
 def scan_table(cfg: ScanConfig, file_index: int) -> ChunkResult:
@@ -123,18 +129,20 @@ def scan_table(cfg: ScanConfig, file_index: int) -> ChunkResult:
         if fast and ctx.schema is not None:
             limits = ctx.schema.string_limits(keys) if names == set(keys) else None
             fast = limits is not None
+        empty = cfg.empty != "off"
         for start, group, batch in table.batches():
-            got = _fast(batch, keys, limits, cfg.empty != "off") if fast else None
+            got = _prepare(batch, keys, limits, empty) if fast else None
             n = batch.num_rows
             if got is None:
                 hashes, lengths, ok = np.zeros(n, np.uint64), np.zeros(n, np.uint32), np.zeros(n, dtype=bool)
             else:
-                hashes, lengths, ok = got
+                key, lengths, ok = got
+                hashes = _hashes(key)
             flags = np.zeros(n, dtype=np.uint8)
             slow = np.flatnonzero(~ok)
             if len(slow):
                 base = len(rows)
-                picked = batch if len(slow) == n else batch.take(slow)
+                picked = batch if len(slow) == n else batch.take(to_arrow(slow))
                 for i, row in zip(slow.tolist(), table_rows(picked), strict=True):
                     loc = Loc(src.path, row=start + i, group=group)
                     hashes[i], lengths[i], flags[i] = state.judge(base + i, loc, row)

@@ -175,6 +175,50 @@ def _arrow_error(src: Source, exc: Exception, during: str = "") -> InputError:
     return InputError(f"{src}: cannot read as {src.kind}{during}: {first}", fixes[src.kind], file=str(src))
 
 
+def read_ahead(items: Iterator, depth: int = 2) -> Iterator:
+    """The items of ``items`` in order, produced by a thread up to ``depth`` ahead: Parquet decoding and Arrow and
+    numpy work, which leave Python's lock free, run on the other core while the caller checks the batch before. An
+    exception in ``items`` is raised here, after the items before it; closing this generator stops the thread at its
+    next item."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+
+    class End:
+        def __init__(self, exc: BaseException | None = None):
+            self.exc = exc
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, raised there
+            put(End(exc))
+            return
+        put(End())
+
+    threading.Thread(target=work, name="read-ahead", daemon=True).start()
+    try:
+        while not isinstance(item := q.get(), End):
+            yield item
+        if item.exc is not None:
+            raise item.exc
+    finally:
+        stop.set()
+
+
 def _system_pool() -> None:
     """Arrow allocations from the C library's malloc, unless ARROW_DEFAULT_MEMORY_POOL says otherwise: reading a
     table batch after batch, Arrow's default mimalloc pool returned and refaulted its pages for every batch (the
@@ -245,11 +289,21 @@ class Table:
         start, group = 0, None
         try:
             if self._pf is not None:
-                for group in range(self._pf.num_row_groups):
-                    for batch in self._pf.iter_batches(BATCH_ROWS, row_groups=[group], columns=columns,
-                                                        use_threads=False):
-                        yield start, group, batch
-                        start += batch.num_rows
+                def decode():
+                    g = 0
+                    try:
+                        for g in range(self._pf.num_row_groups):
+                            for batch in self._pf.iter_batches(BATCH_ROWS, row_groups=[g], columns=columns,
+                                                                use_threads=False):
+                                yield g, batch, None
+                    except (pa.ArrowException, OSError) as exc:
+                        yield g, None, exc
+
+                for group, batch, exc in read_ahead(decode()):
+                    if exc is not None:
+                        raise exc
+                    yield start, group, batch
+                    start += batch.num_rows
                 return
             if self._reader is not None:
                 it = (self._reader.get_batch(i) for i in range(self._reader.num_record_batches)) \
@@ -257,18 +311,34 @@ class Table:
             elif self._csv is not None:
                 it = iter(self._csv)
             else:
-                it = iter(self._table.to_batches(BATCH_ROWS))
-            for batch in it:
-                for i in range(0, max(batch.num_rows, 1), BATCH_ROWS):
-                    part = batch.slice(i, BATCH_ROWS)
-                    if columns is not None:
-                        part = part.select(columns)
-                    if part.num_rows:
-                        yield start, None, part
-                        start += part.num_rows
+                it = iter(self._table.to_batches())
+            for part in read_ahead(_regroup(it)):
+                if columns is not None:
+                    part = part.select(columns)
+                yield start, None, part
+                start += part.num_rows
         except (pa.ArrowException, OSError) as exc:
             raise _arrow_error(self.src, exc, f" (row {start}" + (f", row group {group})" if group is not None
                                                                  else ")")) from None
+
+
+def _regroup(batches: Iterator) -> Iterator:
+    """Record batches of BATCH_ROWS rows (the last one shorter) from batches of any size: a save_to_disk folder
+    holds batches of 1,000 rows, and each batch costs a fixed amount of work."""
+    import pyarrow as pa
+
+    pending, count = [], 0
+    for batch in batches:
+        while batch.num_rows:
+            take = min(BATCH_ROWS - count, batch.num_rows)
+            pending.append(batch.slice(0, take))
+            count += take
+            batch = batch.slice(take)
+            if count == BATCH_ROWS:
+                yield pending[0] if len(pending) == 1 else pa.concat_batches(pending)
+                pending, count = [], 0
+    if pending:
+        yield pending[0] if len(pending) == 1 else pa.concat_batches(pending)
 
 
 def is_text(t) -> bool:
