@@ -4,7 +4,8 @@ column types a preset needs, and the rows.
 Kinds (``kind_of``): ``jsonl`` (.jsonl / .json lines, plain, .gz or .zst: llmops/data/reader.py streams the
 bytes), ``parquet`` (streamed by row group), ``arrow`` (Arrow IPC file or stream: .arrow / .feather / .ipc,
 memory-mapped), ``csv`` / ``tsv`` (pyarrow, every column read as text), ``datasets`` (a folder written by
-``datasets.save_to_disk``, memory-mapped through ``datasets.load_from_disk``; imported only for such folders) and
+``datasets.save_to_disk``: its Arrow files memory-mapped, read directly when state.json is a plain table's, else
+through ``datasets.load_from_disk``, imported only then) and
 ``hf://datasets/<owner>/<name>[@<revision>][/<glob>]`` (the files of a dataset repo in the Hugging Face cache,
 never downloaded: a repo that is not cached is an error saying how to cache it; without a glob the files whose
 path names the train split, else every data file).
@@ -12,7 +13,9 @@ path names the train split, else every data file).
 Where a row is: JSONL rows by 1-based line, table rows by 0-based row index (as pandas and ``datasets`` number
 them) plus the row group for Parquet. ``iter_rows`` yields ``(where, row)`` for callers that want all-or-nothing
 (train, evaluate); validate-data scans tables column-wise (llmops/data/scan_table.py). Unreadable files (a
-corrupt Parquet footer, a bad CSV quote) are ``InputError`` (exit 2) with the file and the fix.
+corrupt Parquet footer, a bad CSV quote) are ``InputError`` (exit 2) with the file and the fix. Record batches
+come in BATCH_ROWS rows, decoded one or two ahead by a thread (``read_ahead``), with Arrow on the C library's
+allocator (``_system_pool``).
 """
 from __future__ import annotations
 
@@ -219,6 +222,32 @@ def read_ahead(items: Iterator, depth: int = 2) -> Iterator:
         stop.set()
 
 
+_STATE_KEYS = {"_data_files", "_fingerprint", "_format_columns", "_format_kwargs", "_format_type",
+               "_output_all_columns", "_split"}
+
+
+def _saved_arrow_files(folder: str) -> list[str] | None:
+    """The Arrow stream files of a save_to_disk folder, read directly (memory-mapped, as ``load_from_disk`` maps
+    them, without importing ``datasets``: a second per run) when its state.json holds only what save_to_disk writes
+    for a plain table and the files' schemas agree; None sends the folder through ``datasets.load_from_disk``."""
+    import json
+
+    import pyarrow as pa
+
+    try:
+        state = json.loads((Path(folder) / "state.json").read_text())
+        files = [str(Path(folder) / f["filename"]) for f in state["_data_files"]]
+        if not isinstance(state, dict) or set(state) - _STATE_KEYS or not files:
+            return None
+        schemas = []
+        for path in files:
+            with pa.memory_map(path) as source:
+                schemas.append(pa.ipc.open_stream(source).schema)
+    except (OSError, ValueError, KeyError, TypeError, pa.ArrowException):
+        return None  # let datasets read it, or say what is wrong with it
+    return files if all(s.equals(schemas[0]) for s in schemas) else None
+
+
 def _system_pool() -> None:
     """Arrow allocations from the C library's malloc, unless ARROW_DEFAULT_MEMORY_POOL says otherwise: reading a
     table batch after batch, Arrow's default mimalloc pool returned and refaulted its pages for every batch (the
@@ -238,7 +267,7 @@ class Table:
         _system_pool()
         self.src = src
         self.groups: list[int] | None = None  # first row of each Parquet row group
-        self._pf = self._reader = self._csv = None
+        self._pf = self._reader = self._csv = self._saved = None
         try:
             if src.kind == "parquet":
                 import pyarrow.parquet as pq
@@ -259,6 +288,11 @@ class Table:
                     self._reader = pa.ipc.open_stream(source)
                     self.num_rows = None
                 self.schema = self._reader.schema
+            elif src.kind == "datasets" and (files := _saved_arrow_files(src.path)) is not None:
+                self._saved = files
+                with pa.memory_map(files[0]) as source:
+                    self.schema = pa.ipc.open_stream(source).schema
+                self.num_rows = None
             elif src.kind == "datasets":
                 try:
                     import datasets
@@ -308,6 +342,8 @@ class Table:
             if self._reader is not None:
                 it = (self._reader.get_batch(i) for i in range(self._reader.num_record_batches)) \
                     if isinstance(self._reader, pa.ipc.RecordBatchFileReader) else iter(self._reader)
+            elif self._saved is not None:
+                it = (batch for path in self._saved for batch in pa.ipc.open_stream(pa.memory_map(path)))
             elif self._csv is not None:
                 it = iter(self._csv)
             else:

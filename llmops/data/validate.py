@@ -272,19 +272,48 @@ def validate(o: Options) -> Outcome:
 
 
 def _merge(chunks: list[scan.ChunkResult], total: int, tokens: bool) -> Merged:
-    """Read every chunk's spilled arrays into one array per field (nothing else per row is in memory)."""
+    """Every chunk's spilled arrays as one array per field: the hashes and flags, which the duplicate check reads
+    and sets, in memory (9 bytes per row); lengths and token counts memory-mapped from one file on disk (page cache
+    the kernel can drop, read a slice at a time by the length checks)."""
+    _release_memory()
     arrays = {}
     for name, code in RowArrays.FIELDS:
         if name == "tokens" and not tokens:
             continue
-        dest = np.empty(total, dtype=np.dtype(code))
+        dtype = np.dtype(code)
+        paths = [c.arrays.files[name] for c in chunks]
+        if name in ("lengths", "tokens") and total:
+            path = paths[0]
+            if len(paths) > 1:
+                path = os.path.join(os.path.dirname(paths[0]), f"merged.{name}")
+                with open(path, "wb") as out:
+                    for part in paths:
+                        with open(part, "rb") as fh:
+                            shutil.copyfileobj(fh, out, 1 << 20)
+                        os.unlink(part)
+            arrays[name] = np.memmap(path, dtype=dtype, mode="r", shape=(total,))
+            continue
+        dest = np.empty(total, dtype=dtype)
         view, pos = memoryview(dest).cast("B"), 0
-        for c in chunks:
-            with open(c.arrays.files[name], "rb") as fh:
+        for c, part in zip(chunks, paths, strict=True):
+            with open(part, "rb") as fh:
                 pos += fh.readinto(view[pos:pos + c.rows * dest.itemsize])
-            os.unlink(c.arrays.files[name])
+            os.unlink(part)
         arrays[name] = dest
     return Merged(arrays["hashes"], arrays["lengths"], arrays["flags"], arrays.get("tokens"))
+
+
+def _release_memory() -> None:
+    """Hand the memory the scan freed back to the system before the dataset-wide arrays are read: reading a table
+    leaves the C library's heap as large as the biggest batches made it, and the arrays would come on top."""
+    import ctypes
+
+    if "pyarrow" in sys.modules:
+        sys.modules["pyarrow"].default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def _finish(o: Options, cfg: scan.ScanConfig, sources: list[Source], fmt, source, chunks, tmpdir) -> Outcome:
@@ -312,8 +341,11 @@ def _finish(o: Options, cfg: scan.ScanConfig, sources: list[Source], fmt, source
         tally.close()
     flags = merged.flags
     del merged
-    rows_with_errors = int(np.count_nonzero(flags & ERR))
-    rows_with_warnings = int(np.count_nonzero((flags & WARN) & ~(flags & ERR)))
+    rows_with_errors = rows_with_warnings = 0
+    for start in range(0, len(flags), 1 << 16):  # slices: a whole-column temporary would be a byte per row
+        part = flags[start:start + (1 << 16)]
+        rows_with_errors += int(np.count_nonzero(part & ERR))
+        rows_with_warnings += int(np.count_nonzero((part & (WARN | ERR)) == WARN))
     failing = rows_with_errors + tally.dataset_errors
     if o.fail_on == "warning":
         failing += rows_with_warnings + tally.dataset_warnings

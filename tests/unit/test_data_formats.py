@@ -100,6 +100,29 @@ def test_nested_chat_column_and_datasets_folders(tmp_path):
     assert head["result"] == "pass" and head["num_samples"] == 6
 
 
+def test_save_to_disk_shards_read_directly_match_load_from_disk(tmp_path):
+    """A plain save_to_disk folder is read from its Arrow files (no datasets import); the same folder with a
+    state.json the direct reader does not know goes through datasets.load_from_disk; both give the same rows,
+    row numbers and duplicates."""
+    import datasets
+
+    from llmops.data.sources import Source, Table, _saved_arrow_files
+
+    datasets.disable_progress_bars()
+    rows = ROWS * 30 + [{"prompt": "  ", "completion": "x"}]
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "ds"), num_shards=3)
+    assert len(_saved_arrow_files(str(tmp_path / "ds"))) == 3
+    direct = check(tmp_path / "ds")
+    state = json.loads((tmp_path / "ds" / "state.json").read_text())
+    (tmp_path / "ds" / "state.json").write_text(json.dumps(dict(state, _indexes={})))
+    assert _saved_arrow_files(str(tmp_path / "ds")) is None
+    via_datasets = check(tmp_path / "ds")
+    assert direct[1]["stats"] == via_datasets[1]["stats"] and direct[2] == via_datasets[2]
+    assert direct[1]["stats"]["duplicates"]["duplicates"] == len(rows) - 1 - len(ROWS)
+    assert [p["row"] for p in direct[2] if p["check"] == "empty-fields"] == [len(rows) - 1]
+    assert sum(b.num_rows for _, _, b in Table(Source(str(tmp_path / "ds"), "datasets")).batches()) == len(rows)
+
+
 def test_arrow_csv_tsv_zst_and_mixed_inputs(tmp_path):
     import zstandard
 
