@@ -83,6 +83,40 @@ def test_missing_column_corrupt_footer_and_empty_row_group(tmp_path):
     assert proc.returncode == 2 and "has no rows" in proc.stdout
 
 
+def test_corrupt_page_mid_file_names_the_row_group_and_stops_the_reader(tmp_path):
+    """A page that cannot be decoded in the second row group (the read-ahead thread meets it) is exit 2 naming the
+    first row and the row group it could not read; no reader thread is left behind."""
+    import threading
+    import time
+
+    from llmops.data.sources import Source, Table
+    from llmops.errors import InputError
+
+    rows = [{"prompt": f"What is {i}?", "completion": f"{i}"} for i in range(300)]
+    path = parquet(tmp_path / "p.parquet", rows, row_group_size=100, compression="none")
+    offset = pq.ParquetFile(path).metadata.row_group(1).column(0).data_page_offset
+    data = bytearray(path.read_bytes())
+    data[offset:offset + 12] = b"\xff" * 12
+    path.write_bytes(bytes(data))
+    proc, report = run(tmp_path, "--input", str(path))
+    assert proc.returncode == 2 and report is None
+    assert "p.parquet: cannot read as parquet (row 100, row group 1)" in proc.stdout and "re-export" in proc.stdout
+    def readers_gone() -> bool:
+        deadline = time.monotonic() + 5
+        while any(t.name == "read-ahead" for t in threading.enumerate()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not any(t.name == "read-ahead" for t in threading.enumerate())
+
+    with pytest.raises(InputError, match="row group 1"):
+        validate(Options(inputs=[str(path)], workers=1))
+    assert readers_gone()
+    good = parquet(tmp_path / "g.parquet", rows * 40, row_group_size=100)
+    batches = Table(Source(str(good), "parquet")).batches()
+    assert next(batches)[0] == 0
+    batches.close()  # a caller that stops early (an error in the first rows) stops the decoding thread
+    assert readers_gone()
+
+
 def test_nested_chat_column_and_datasets_folders(tmp_path):
     import datasets
 
