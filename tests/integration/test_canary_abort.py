@@ -15,8 +15,7 @@ from llmops.canary import state
 from llmops.canary.decision import Progress
 from llmops.canary.kube import connect
 from llmops.canary.routers import Target, get_router
-from tests.infra.traffic import nginx_canary_weight
-from tests.integration.test_canary_step import deployment
+from tests.infra.traffic import deployment, nginx_canary_weight
 
 pytestmark = [pytest.mark.k8s]
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,19 +14,10 @@ from pathlib import Path
 import pytest
 
 from tests.infra import tools
-from tests.infra.traffic import EchoServer, Splitter, nginx_canary_weight
+from tests.infra.traffic import EchoServer, Splitter, deployment, nginx_canary_weight
 
 pytestmark = [pytest.mark.k8s, pytest.mark.prometheus, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def deployment(name: str, version: str, replicas: int) -> dict:
-    labels = {"app": "llm", "track": name}
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
-                     "template": {"metadata": {"labels": labels},
-                                  "spec": {"containers": [{"name": "server", "image": f"model:{version}",
-                                                           "env": [{"name": "MODEL_VERSION", "value": version}]}]}}}}
 
 
 class Canary:
