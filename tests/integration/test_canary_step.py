@@ -93,14 +93,7 @@ class Canary:
         return proc.returncode, self.outputs(), self.report(), out
 
     def outputs(self) -> dict:
-        lines, found = self.outputs_path.read_text().splitlines() if self.outputs_path.exists() else [], {}
-        while lines:
-            name, delim = lines.pop(0).split("<<", 1)
-            value = []
-            while (line := lines.pop(0)) != delim:
-                value.append(line)
-            found[name] = "\n".join(value)
-        return found
+        return tools.read_outputs(self.outputs_path)
 
     def report(self) -> dict:
         path = self.tmp / "report.json"
