@@ -189,15 +189,11 @@ def test_too_little_traffic_continues_instead_of_rolling_back(canary_world):
 def test_prometheus_down_is_an_infrastructure_error_with_traffic_safe(canary_world):
     world = canary_world("replicas")
     proc = world.start_step(*FAST, "--interval", "8s")
-    try:
+    with tools.kill_on_exit(proc):
         # 20 % of 4 pods: stable 3, canary 1 (the canary starts with 1 of 5 pods: 20 %, before the step runs)
         tools.wait_until(lambda: world.weight() == 25, 60, 0.2, "the step to set the first weight")
         world.prom.stop()
         out, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 3, out
     assert "Prometheus" in out and "unreachable" in out
     assert world.replicas("llm-stable") == 4 and world.replicas("llm-canary") == 0
@@ -223,16 +219,12 @@ def test_two_signals_a_few_ms_apart_still_return_all_traffic(canary_world):
 
     world = canary_world("nginx")
     proc = world.start_step(*FAST, "--interval", "30s")
-    try:
+    with tools.kill_on_exit(proc):
         tools.wait_until(lambda: world.weight() == 20, 60, 0.1, "the step to set the first weight")
         proc.send_signal(signal.SIGINT)  # what GitHub does on cancel: SIGINT, then SIGTERM
         time.sleep(0.005)
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 130, out
     assert world.weight() == 0, out
     report = world.report()
