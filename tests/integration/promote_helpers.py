@@ -91,6 +91,12 @@ class ModelServer:
         self.httpd.server_close()
         self.thread.join(10)
 
+    def __enter__(self) -> ModelServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 180,
             script: Path = SCRIPT) -> subprocess.CompletedProcess:

@@ -29,11 +29,8 @@ pytestmark = [pytest.mark.k8s, pytest.mark.slow, *tools.timeout_marks(240)]
 
 @pytest.fixture
 def server():
-    srv = ModelServer()
-    try:
+    with ModelServer() as srv:
         yield srv
-    finally:
-        srv.close()
 
 
 def _apps(cluster):

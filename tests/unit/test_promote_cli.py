@@ -95,11 +95,8 @@ def test_bad_kubeconfig_secret_is_not_echoed(tmp_path):
 
 @pytest.fixture
 def server():
-    srv = ModelServer()
-    try:
+    with ModelServer() as srv:
         yield srv
-    finally:
-        srv.close()
 
 
 def test_integration_test_script_checks_each_answer(tmp_path, server):
