@@ -113,8 +113,8 @@ def _scenario(k8s_cluster, stacks, tmp_path: Path, kind: str, provider: str, hea
     ns, pods = worlds[(kind, healthy)]
     where = f"{kind} {'healthy' if healthy else 'errors'}"
     apps = client.AppsV1Api(k8s_cluster.api_client)
-    apps.create_namespaceddeployment(ns, deployment("llm-stable", "v1", 4))
-    apps.create_namespaceddeployment(ns, deployment("llm-canary", "v2", 1))
+    apps.create_namespaced_deployment(ns, deployment("llm-stable", "v1", 4))
+    apps.create_namespaced_deployment(ns, deployment("llm-canary", "v2", 1))
     _route(k8s_cluster, ns, provider)
     queries = tmp_path / "queries.yaml"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("INPUT_", "GITHUB_"))}
