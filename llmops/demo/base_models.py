@@ -11,6 +11,7 @@ import importlib.util
 import shutil
 from pathlib import Path
 
+from llmops.demo.tiny_model import save_model_folder
 from llmops.errors import InputError
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -55,12 +56,7 @@ def smollm2_folder(out_dir: str | Path) -> Path:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    for path in tmp.rglob("*"):  # weights are saved 0600: a server running as another user must read them
-        if path.is_file():
-            path.chmod(0o644)
+    save_model_folder(model, tokenizer, tmp)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return out

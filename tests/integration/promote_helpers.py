@@ -1,4 +1,5 @@
-"""Shared by the kubectl-promote integration tests: manifests, a controllable model-server stand-in, the CLI runner."""
+"""Shared by the kubectl-promote integration tests: manifests, a controllable model-server stand-in, the CLI runner
+and the check of what a run printed."""
 from __future__ import annotations
 
 import json
@@ -91,6 +92,12 @@ class ModelServer:
         self.httpd.server_close()
         self.thread.join(10)
 
+    def __enter__(self) -> ModelServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 180,
             script: Path = SCRIPT) -> subprocess.CompletedProcess:
@@ -98,6 +105,15 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 180,
     run_env.update({"PYTHONPATH": str(ROOT), **(env or {})})
     return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, env=run_env,
                           timeout=timeout)
+
+
+def check(proc: subprocess.CompletedProcess, code: int, *texts: str) -> None:
+    """``proc`` exited ``code`` and printed each of ``texts`` (stdout or stderr), with no traceback."""
+    both = proc.stdout + proc.stderr  # (a helper's asserts are not rewritten by pytest: the messages say it all)
+    assert proc.returncode == code, f"exit code {proc.returncode}, expected {code}:\n{both}"
+    for text in texts:
+        assert text in both, f"{text!r} not printed:\n{both}"
+    assert "Traceback" not in both, f"a traceback:\n{both}"
 
 
 def outputs(proc: subprocess.CompletedProcess) -> dict[str, str]:

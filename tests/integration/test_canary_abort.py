@@ -15,8 +15,8 @@ from llmops.canary import state
 from llmops.canary.decision import Progress
 from llmops.canary.kube import connect
 from llmops.canary.routers import Target, get_router
-from tests.infra.traffic import nginx_canary_weight
-from tests.integration.test_canary_step import deployment
+from tests.infra import tools
+from tests.infra.traffic import deployment, nginx_canary_weight
 
 pytestmark = [pytest.mark.k8s]
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,14 +31,7 @@ def abort(cluster, ns: str, tmp: Path, provider: str) -> tuple[subprocess.Comple
                            "--namespace", ns, "--stable", "llm-stable", "--canary", "llm-canary", "--route", "llm",
                            "--kubeconfig", cluster.kubeconfig, "--report", str(tmp / "report.json")],
                           capture_output=True, text=True, timeout=120, env=env)
-    lines, outputs = out.read_text().splitlines() if out.exists() else [], {}
-    while lines:
-        name, delim = lines.pop(0).split("<<", 1)
-        value = []
-        while (line := lines.pop(0)) != delim:
-            value.append(line)
-        outputs[name] = "\n".join(value)
-    return proc, outputs, json.loads((tmp / "report.json").read_text())
+    return proc, tools.read_outputs(out), json.loads((tmp / "report.json").read_text())
 
 
 @pytest.fixture

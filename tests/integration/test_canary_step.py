@@ -14,19 +14,10 @@ from pathlib import Path
 import pytest
 
 from tests.infra import tools
-from tests.infra.traffic import EchoServer, Splitter, nginx_canary_weight
+from tests.infra.traffic import EchoServer, Splitter, deployment, nginx_canary_weight
 
 pytestmark = [pytest.mark.k8s, pytest.mark.prometheus, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def deployment(name: str, version: str, replicas: int) -> dict:
-    labels = {"app": "llm", "track": name}
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
-                     "template": {"metadata": {"labels": labels},
-                                  "spec": {"containers": [{"name": "server", "image": f"model:{version}",
-                                                           "env": [{"name": "MODEL_VERSION", "value": version}]}]}}}}
 
 
 class Canary:
@@ -102,14 +93,7 @@ class Canary:
         return proc.returncode, self.outputs(), self.report(), out
 
     def outputs(self) -> dict:
-        lines, found = self.outputs_path.read_text().splitlines() if self.outputs_path.exists() else [], {}
-        while lines:
-            name, delim = lines.pop(0).split("<<", 1)
-            value = []
-            while (line := lines.pop(0)) != delim:
-                value.append(line)
-            found[name] = "\n".join(value)
-        return found
+        return tools.read_outputs(self.outputs_path)
 
     def report(self) -> dict:
         path = self.tmp / "report.json"
@@ -205,15 +189,11 @@ def test_too_little_traffic_continues_instead_of_rolling_back(canary_world):
 def test_prometheus_down_is_an_infrastructure_error_with_traffic_safe(canary_world):
     world = canary_world("replicas")
     proc = world.start_step(*FAST, "--interval", "8s")
-    try:
+    with tools.kill_on_exit(proc):
         # 20 % of 4 pods: stable 3, canary 1 (the canary starts with 1 of 5 pods: 20 %, before the step runs)
         tools.wait_until(lambda: world.weight() == 25, 60, 0.2, "the step to set the first weight")
         world.prom.stop()
         out, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 3, out
     assert "Prometheus" in out and "unreachable" in out
     assert world.replicas("llm-stable") == 4 and world.replicas("llm-canary") == 0
@@ -239,16 +219,12 @@ def test_two_signals_a_few_ms_apart_still_return_all_traffic(canary_world):
 
     world = canary_world("nginx")
     proc = world.start_step(*FAST, "--interval", "30s")
-    try:
+    with tools.kill_on_exit(proc):
         tools.wait_until(lambda: world.weight() == 20, 60, 0.1, "the step to set the first weight")
         proc.send_signal(signal.SIGINT)  # what GitHub does on cancel: SIGINT, then SIGTERM
         time.sleep(0.005)
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 130, out
     assert world.weight() == 0, out
     report = world.report()

@@ -8,17 +8,9 @@ import time
 import pytest
 
 from tests.infra.exporters import Exporter
-from tests.integration.promote_helpers import ROOT, outputs, run_cli
+from tests.integration.promote_helpers import ROOT, check, outputs, run_cli
 
 SMOKE = ROOT / "bin" / "integration_test.py"
-
-
-def check(proc, code, *texts):
-    both = proc.stdout + proc.stderr
-    assert proc.returncode == code, both
-    for text in texts:
-        assert text in both, both
-    assert "Traceback" not in both
 
 
 @pytest.mark.parametrize(("kind", "preset", "api"), [("vllm", "vllm", "chat"), ("tgi", "tgi", "completions"),

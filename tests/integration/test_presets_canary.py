@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.infra import exporters as ex
-from tests.infra.traffic import Splitter, nginx_canary_weight
+from tests.infra.traffic import Splitter, deployment, nginx_canary_weight
 
 pytestmark = [pytest.mark.k8s, pytest.mark.prometheus, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,15 +29,6 @@ SCENARIOS.append(("nginx", "nginx", False))  # the controller's canary label, th
 BAD = 0.3  # share of the bad canary's requests answered 500 (as in test_canary_step): caught in 5 s windows of the
 # first weight even when a loaded machine sends only a few dozen requests per window
 FAST = ["--interval", "5s", "--min-requests", "20", "--failure-limit", "1", "--max-latency-increase", "off"]
-
-
-def _deployment(name: str, version: str, replicas: int) -> dict:
-    labels = {"app": "llm", "track": name}
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
-                     "template": {"metadata": {"labels": labels},
-                                  "spec": {"containers": [{"name": "server", "image": f"model:{version}",
-                                                           "env": [{"name": "MODEL_VERSION", "value": version}]}]}}}}
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +113,8 @@ def _scenario(k8s_cluster, stacks, tmp_path: Path, kind: str, provider: str, hea
     ns, pods = worlds[(kind, healthy)]
     where = f"{kind} {'healthy' if healthy else 'errors'}"
     apps = client.AppsV1Api(k8s_cluster.api_client)
-    apps.create_namespaced_deployment(ns, _deployment("llm-stable", "v1", 4))
-    apps.create_namespaced_deployment(ns, _deployment("llm-canary", "v2", 1))
+    apps.create_namespaced_deployment(ns, deployment("llm-stable", "v1", 4))
+    apps.create_namespaced_deployment(ns, deployment("llm-canary", "v2", 1))
     _route(k8s_cluster, ns, provider)
     queries = tmp_path / "queries.yaml"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("INPUT_", "GITHUB_"))}

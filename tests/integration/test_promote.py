@@ -29,11 +29,8 @@ pytestmark = [pytest.mark.k8s, pytest.mark.slow, *tools.timeout_marks(240)]
 
 @pytest.fixture
 def server():
-    srv = ModelServer()
-    try:
+    with ModelServer() as srv:
         yield srv
-    finally:
-        srv.close()
 
 
 def _apps(cluster):
@@ -189,15 +186,12 @@ def test_cancelled_step_rolls_back_before_exiting(k8s_cluster, k8s_namespace):
     proc = subprocess.Popen([sys.executable, str(SCRIPT), "--kubeconfig", k8s_cluster.kubeconfig, "--namespace", ns,
                              "--deployment", "llm", "--image", "reg/llm:v2-slow", "--force", "--timeout", "120"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    try:
+    with tools.kill_on_exit(proc):
         tools.wait_until(lambda: _read(k8s_cluster, ns).spec.template.spec.containers[0].image == "reg/llm:v2-slow",
                          60, what="the promotion to start")
         time.sleep(0.5)
         proc.send_signal(signal.SIGTERM)
         text, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 130, text
     assert "rolled back" in text and "cancelled" in text
     dep = _read(k8s_cluster, ns)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.infra.tools import read_outputs
+
 ROOT = Path(__file__).resolve().parents[2]
 MB = 1 << 20
 # Peak RSS of the script's own address space: VmHWM starts afresh at exec, while getrusage's ru_maxrss carries the
@@ -46,18 +48,6 @@ class Result:
     @property
     def traceback(self) -> bool:
         return "Traceback (most recent call last)" in self.log or "internal error" in self.log
-
-
-def read_outputs(path: Path) -> dict[str, str]:
-    out: dict[str, str] = {}
-    lines = path.read_text().splitlines() if path.exists() else []
-    i = 0
-    while i < len(lines):
-        name, delim = lines[i].split("<<", 1)
-        end = lines.index(delim, i + 1)
-        out[name] = "\n".join(lines[i + 1:end])
-        i = end + 1
-    return out
 
 
 class FakeRunner:

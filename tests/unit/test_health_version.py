@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -11,27 +10,11 @@ from llmops.k8s.health import HealthFailed, HealthSpec, wait_healthy
 
 
 @pytest.fixture
-def server():
+def server(get_server):
     state = {"version": "v1"}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            body = json.dumps({"status": "ok", "model_version": state["version"]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/health", state
-    httpd.shutdown()
-    httpd.server_close()
+    url = get_server(lambda _path: (200, json.dumps({"status": "ok", "model_version": state["version"]}).encode()),
+                     headers={"Content-Type": "application/json"})
+    return url + "/health", state
 
 
 def test_old_version_answering_is_not_healthy(server):

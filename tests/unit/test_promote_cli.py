@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from tests.integration.promote_helpers import ROOT, ModelServer, outputs, run_cli, write_verdict
+from tests.integration.promote_helpers import ROOT, ModelServer, check, outputs, run_cli, write_verdict
 
 PROMOTE = ROOT / "scripts" / "kubectl_promote.py"
 SMOKE = ROOT / "bin" / "integration_test.py"
@@ -27,14 +27,6 @@ def kubeconfig_text(server: str, token: str = "s3cr3t-token-value") -> str:
                        "clusters": [{"name": "k", "cluster": {"server": server, "insecure-skip-tls-verify": True}}],
                        "users": [{"name": "u", "user": {"token": token}}],
                        "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u", "namespace": "prod"}}]})
-
-
-def check(proc, code, *texts):
-    both = proc.stdout + proc.stderr
-    assert proc.returncode == code, both
-    for text in texts:
-        assert text in both, both
-    assert "Traceback" not in both
 
 
 def test_missing_and_failed_verdicts(tmp_path):
@@ -95,11 +87,8 @@ def test_bad_kubeconfig_secret_is_not_echoed(tmp_path):
 
 @pytest.fixture
 def server():
-    srv = ModelServer()
-    try:
+    with ModelServer() as srv:
         yield srv
-    finally:
-        srv.close()
 
 
 def test_integration_test_script_checks_each_answer(tmp_path, server):

@@ -3,8 +3,6 @@ record, retries/backoff and error mapping, the verdict reader, the health check 
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from kubernetes.client.exceptions import ApiException
@@ -204,28 +202,14 @@ def test_a_verdict_for_another_model_version_or_uri_is_refused(tmp_path):
 
 
 @pytest.fixture
-def flaky_server():
+def flaky_server(get_server):
     state = {"fail_first": 2, "gets": 0}
 
-    class H(BaseHTTPRequestHandler):
-        def log_message(self, *a):
-            pass
+    def answer(_path: str) -> tuple[int, bytes]:
+        state["gets"] += 1
+        return (503 if state["gets"] <= state["fail_first"] else 200), b"ok"
 
-        def do_GET(self):  # noqa: N802
-            state["gets"] += 1
-            code = 503 if state["gets"] <= state["fail_first"] else 200
-            self.send_response(code)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
-    t = threading.Thread(target=httpd.serve_forever, daemon=True)
-    t.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", state
-    httpd.shutdown()
-    httpd.server_close()
-    t.join(5)
+    return get_server(answer), state
 
 
 def test_health_check_retries_until_healthy_and_names_the_failure(flaky_server):

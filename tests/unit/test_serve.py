@@ -271,29 +271,16 @@ def _serve_cmd(*args: str):
     return [sys.executable, str(ROOT / "bin" / "serve.py"), *args], env
 
 
-def test_serve_script_runs_until_sigterm():
+def test_serve_script_runs_until_sigterm(serve_script):
     import signal
-    import subprocess
 
-    cmd, env = _serve_cmd("--echo", "--model-version", "drill-v2", "--port", "0")
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        first = proc.stdout.readline()
-        assert "listening on http://127.0.0.1:" in first, first + proc.stderr.read()
-        url = first.split(" on ", 1)[1].split()[0]
-        assert proc.stdout.readline().startswith("llmops-serve ready: drill-v2")
-        r = requests.post(url + "/v1/chat/completions", timeout=T,
-                          json={"messages": [{"role": "user", "content": "ping pong"}], "max_tokens": 1})
-        assert r.json()["choices"][0]["message"]["content"] == "ping"
-        assert r.json()["model"] == "drill-v2"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
-        proc.stdout.close()
-        proc.stderr.close()
+    proc, url = serve_script("drill-v2", "--echo")  # it says "listening on http://127.0.0.1:…" and ready first
+    r = requests.post(url + "/v1/chat/completions", timeout=T,
+                      json={"messages": [{"role": "user", "content": "ping pong"}], "max_tokens": 1})
+    assert r.json()["choices"][0]["message"]["content"] == "ping"
+    assert r.json()["model"] == "drill-v2"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
 
 
 @pytest.mark.parametrize("args, env_extra, message", [

@@ -15,23 +15,13 @@ from pathlib import Path
 import pytest
 
 from llmops.train.metadata import read_model_metadata
+from tests.infra.tools import read_outputs
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "examples/data/train.jsonl"
 COMMON = ["--max-seq-length", "64", "--batch-size", "2", "--learning-rate", "3e-3", "--lr-scheduler", "linear",
           "--warmup-steps", "2", "--logging-steps", "1"]
-
-
-def read_outputs(path: Path) -> dict:
-    out, lines = {}, path.read_text().splitlines() if path.exists() else []
-    i = 0
-    while i < len(lines):
-        name, delim = lines[i].split("<<", 1)
-        end = lines.index(delim, i + 1)
-        out[name] = "\n".join(lines[i + 1:end])
-        i = end + 1
-    return out
 
 
 def train(tmp_path: Path, *args: str, env: dict | None = None, wait: bool = True):
