@@ -85,8 +85,7 @@ def fast_batch(lines: list[bytes], k1: str, k2: str | None, is_valid,
 
 
 def normalized(col: list[str], modes: np.ndarray) -> list[str]:
-    """``normalize`` of every string of a column, given the ``line_modes`` of their lines (or the
-    ``string_modes`` of the strings)."""
+    """``normalize`` of every string of a column, given the ``line_modes`` of their lines."""
     out = list(map(str.strip, col))
     if modes.any():
         ones, twos = np.flatnonzero(modes == 1).tolist(), np.flatnonzero(modes == 2).tolist()
@@ -119,6 +118,14 @@ def arrow_strings(texts: list[str], large: bool = False):
                                  [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))])
 
 
+def offsets_of(arr) -> np.ndarray:
+    """The ``len(arr) + 1`` offsets of an Arrow (large_)string or binary array into its data buffer."""
+    import pyarrow as pa
+
+    large = pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type)
+    return np.frombuffer(arr.buffers()[1], dtype=np.int64 if large else np.int32)[arr.offset:arr.offset + len(arr) + 1]
+
+
 def from_arrow(arr) -> np.ndarray:
     """An Arrow integer or boolean array without nulls as numpy, read from its buffers (``Array.to_numpy`` imports
     pandas too)."""
@@ -149,8 +156,7 @@ def arrow_normalized(arr) -> tuple[object, np.ndarray]:
     import pyarrow.compute as pc
 
     n = len(arr)
-    wide = pa.types.is_large_string(arr.type)
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64 if wide else np.int32)[arr.offset:arr.offset + n + 1]
+    offsets = offsets_of(arr)
     first, last = int(offsets[0]), int(offsets[-1])
     none = np.zeros(0, dtype=np.int64)
     if not n or first == last:
@@ -158,36 +164,34 @@ def arrow_normalized(arr) -> tuple[object, np.ndarray]:
     data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[first:last]
     ends = offsets[1:] - first
     odd = np.flatnonzero((data - np.uint8(32)) >= 95)  # outside printable ASCII: controls, newlines, non-ASCII
-    slow = [none]
+    slow_bytes = [none]  # positions of bytes that send their string through Python
     nonascii = none
     edited = False
     if len(odd):
         values = data[odd]
-        control = values < 32
         newline = odd[values == 10]
-        slow.append(odd[control & (values != 10)])  # tabs, \r, ... (and controls that are not whitespace)
+        slow_bytes.append(odd[(values < 32) & (values != 10)])  # tabs, \r, ... (and controls that are not whitespace)
         high = odd[values >= 0xC2]  # lead bytes of multi-byte characters
         if len(high):
             nonascii = np.unique(np.searchsorted(ends, high, side="right"))
             padded = np.concatenate([data, np.zeros(2, dtype=np.uint8)])
             b0, b1, b2 = (padded[high + i].astype(np.int64) for i in range(3))
             two, three = b0 << 8 | b1, b0 << 16 | b1 << 8 | b2
-            slow.append(high[np.isin(two, _WIDE2) | np.isin(three, _WIDE3)])
+            slow_bytes.append(high[np.isin(two, _WIDE2) | np.isin(three, _WIDE3)])
         if len(newline):
             data = data.copy()
             data[newline] = 32
             edited = True
-    slow = [np.searchsorted(ends, np.concatenate(slow), side="right")]
     space = data == 32
     pairs = space[:-1] & space[1:]
     if pairs.any():
-        slow.append(np.searchsorted(ends, np.flatnonzero(pairs), side="right"))
+        slow_bytes.append(np.flatnonzero(pairs))
     flat = arr
     if edited:  # newlines turned into spaces: an array over the edited bytes
         flat = pa.Array.from_buffers(arr.type, n, [None, pa.py_buffer((offsets - first).astype(offsets.dtype)),
                                                    pa.py_buffer(data)])
     out = pc.ascii_trim(flat, " ")
-    slow_rows = np.unique(np.concatenate(slow))
+    slow_rows = np.unique(np.searchsorted(ends, np.concatenate(slow_bytes), side="right"))
     if len(slow_rows):
         mask = np.zeros(n, dtype=bool)
         mask[slow_rows] = True

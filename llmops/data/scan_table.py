@@ -10,15 +10,15 @@ newlines, whose normalising is a newline-to-space edit and a trim; only the othe
 columns are joined by Arrow and each joined key hashed with xxh3, so the duplicate key, its hash and length are the
 ones the JSONL path computes and a Parquet row duplicating a JSONL row is found. Empty or whitespace-only strings are
 found in every text column and the schema's string length bounds checked per column. Rows the fast path does not
-accept (nulls, empty strings, nested columns, a schema beyond length bounds) go through ``RowState.judge`` one by one, which explains their problems. Rows are named by their 0-based
-index and, for Parquet, their row group.
+accept (nulls, empty strings, nested columns, a schema beyond length bounds) go through ``RowState.judge`` one by
+one, which explains their problems. Rows are named by their 0-based index and, for Parquet, their row group.
 """
 from __future__ import annotations
 
 import numpy as np
 import xxhash
 
-from llmops.data.fastpath import arrow_normalized, arrow_strings, from_arrow, to_arrow
+from llmops.data.fastpath import arrow_normalized, arrow_strings, from_arrow, offsets_of, to_arrow
 from llmops.data.formats import Problem
 from llmops.data.problems import ERR, NOKEY, Loc
 from llmops.data.scan import FLAT, ChunkResult, RowState, ScanConfig, context, finish_chunk, new_chunk
@@ -41,13 +41,9 @@ def _text(col):
 def _lengths(arr, wide_rows: np.ndarray) -> np.ndarray:
     """Char length of every string of an Arrow string array: its byte length, counted with ``utf8_length`` only in
     the rows that hold non-ASCII."""
-    import pyarrow as pa
     import pyarrow.compute as pc
 
-    n = len(arr)
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64 if pa.types.is_large_string(arr.type)
-                            else np.int32)[arr.offset:arr.offset + n + 1]
-    out = np.diff(offsets).astype(np.int64)
+    out = np.diff(offsets_of(arr)).astype(np.int64)
     if len(wide_rows):
         out[wide_rows] = from_arrow(pc.utf8_length(arr.take(to_arrow(wide_rows))))
     return out
@@ -56,7 +52,7 @@ def _lengths(arr, wide_rows: np.ndarray) -> np.ndarray:
 def _prepare(batch, keys: tuple[str, ...], limits, empty: bool) -> tuple[object, np.ndarray, np.ndarray] | None:
     """``(duplicate keys, their lengths, accepted)`` for a batch, or None when the batch has a column only rows can
     check (Arrow and numpy work; run in a second thread it took more time than it saved, holding Python's lock
-between calls).
+    between calls).
 
     The duplicate key is the JSONL fast path's (``normalize`` of each field, joined by U+001F), built column at a
     time: ``fastpath.arrow_normalized`` on each key column, then Arrow's join."""

@@ -226,10 +226,11 @@ _STATE_KEYS = {"_data_files", "_fingerprint", "_format_columns", "_format_kwargs
                "_output_all_columns", "_split"}
 
 
-def _saved_arrow_files(folder: str) -> list[str] | None:
-    """The Arrow stream files of a save_to_disk folder, read directly (memory-mapped, as ``load_from_disk`` maps
-    them, without importing ``datasets``: a second per run) when its state.json holds only what save_to_disk writes
-    for a plain table and the files' schemas agree; None sends the folder through ``datasets.load_from_disk``."""
+def _saved_arrow_files(folder: str) -> tuple[list[str], object] | None:
+    """``(Arrow stream files, their schema)`` of a save_to_disk folder, read directly (memory-mapped, as
+    ``load_from_disk`` maps them, without importing ``datasets``: a second per run) when its state.json holds only
+    what save_to_disk writes for a plain table and the files' schemas agree; None sends the folder through
+    ``datasets.load_from_disk``."""
     import json
 
     import pyarrow as pa
@@ -245,7 +246,7 @@ def _saved_arrow_files(folder: str) -> list[str] | None:
                 schemas.append(pa.ipc.open_stream(source).schema)
     except (OSError, ValueError, KeyError, TypeError, pa.ArrowException):
         return None  # let datasets read it, or say what is wrong with it
-    return files if all(s.equals(schemas[0]) for s in schemas) else None
+    return (files, schemas[0]) if all(s.equals(schemas[0]) for s in schemas) else None
 
 
 def _system_pool() -> None:
@@ -288,10 +289,8 @@ class Table:
                     self._reader = pa.ipc.open_stream(source)
                     self.num_rows = None
                 self.schema = self._reader.schema
-            elif src.kind == "datasets" and (files := _saved_arrow_files(src.path)) is not None:
-                self._saved = files
-                with pa.memory_map(files[0]) as source:
-                    self.schema = pa.ipc.open_stream(source).schema
+            elif src.kind == "datasets" and (saved := _saved_arrow_files(src.path)) is not None:
+                self._saved, self.schema = saved
                 self.num_rows = None
             elif src.kind == "datasets":
                 try:
